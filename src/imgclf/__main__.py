@@ -1,0 +1,5 @@
+import sys
+
+from imgclf.cli import main
+
+sys.exit(main())

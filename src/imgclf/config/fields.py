@@ -1,0 +1,189 @@
+"""The machinery that turns a frozen dataclass into CLI flags and a config file schema.
+
+One field is one flag: ``eval_every`` <-> ``--eval-every``; the type comes from the
+annotation, the help from ``opt(..., help=...)``. Values are merged
+defaults < ``--config`` file < flags, and every problem is reported at once.
+No heavy imports here: ``imgclf --help`` must stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from imgclf.errors import UsageError
+
+MISSING = dataclasses.MISSING
+
+
+def opt(default: Any = MISSING, help: str = "", *, positional: bool = False,
+        metavar: str | None = None, flag: str | None = None) -> Any:
+    """Declare a config field: its default, its help text and how it appears on the CLI."""
+    meta = {"help": help, "positional": positional, "metavar": metavar, "flag": flag}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _scalar_parser(tp: Any) -> Any:
+    """The callable that parses one CLI string into a value of type ``tp``."""
+    if tp is Path:
+        return Path
+    if tp in (int, float, str):
+        return tp
+    if typing.get_origin(tp) is Literal:
+        return type(typing.get_args(tp)[0])
+    raise TypeError(f"unsupported config field type {tp!r}")
+
+
+def _field_shape(tp: Any) -> tuple[Any, bool, bool]:
+    """(scalar type, is_tuple, is_optional) of an annotation."""
+    tp, optional = _unwrap_optional(tp)
+    if typing.get_origin(tp) is tuple:
+        return typing.get_args(tp)[0], True, optional
+    return tp, False, optional
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one argument per dataclass field. Defaults are suppressed so we can tell what was given."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        scalar, is_tuple, optional = _field_shape(hints[field.name])
+        meta = field.metadata
+        help_text = meta.get("help", "")
+        if field.default is not MISSING and field.default not in (None, (), ""):
+            default = field.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text += f" (default: {shown})"
+        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if typing.get_origin(scalar) is Literal:
+            kwargs["choices"] = list(typing.get_args(scalar))
+        if meta.get("positional"):
+            if is_tuple:
+                kwargs["nargs"] = "+" if field.default is MISSING else "*"
+            elif field.default is not MISSING:
+                kwargs["nargs"] = "?"
+            kwargs["type"] = _scalar_parser(scalar)
+            parser.add_argument(field.name, **kwargs)
+            continue
+        if scalar is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _scalar_parser(scalar)
+            if is_tuple:
+                kwargs["nargs"] = "+"
+        parser.add_argument(flag_name(field), dest=field.name, **kwargs)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON file of ``field = value`` pairs (``-`` or ``_`` in names)."""
+    try:
+        text = path.read_bytes()
+    except OSError as err:
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror})") from err
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UsageError(f"--config {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {err}") from err
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a table of settings")
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Convert a value from a config file (or Python call) to the field's type."""
+    scalar, is_tuple, optional = _field_shape(tp)
+    if value is None and optional:
+        return None
+    if is_tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce_scalar(name, v, scalar) for v in value)
+    return _coerce_scalar(name, value, scalar)
+
+
+def _coerce_scalar(name: str, value: Any, scalar: Any) -> Any:
+    if scalar is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise UsageError(f"{name}: expected true or false, got {value!r}")
+    if scalar is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    parser = _scalar_parser(scalar)
+    if isinstance(value, parser) and not isinstance(value, bool):
+        return value
+    try:
+        return parser(value)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"{name}: cannot read {value!r} as {parser.__name__}") from err
+
+
+def build_config(cls: type, given: Mapping[str, Any], file_values: Mapping[str, Any] | None = None) -> Any:
+    """defaults < file < given; convert types, check choices, run ``cls.check``; raise all problems."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    problems: list[str] = []
+    merged: dict[str, Any] = {}
+    for source in (file_values or {}), given:
+        for name, value in source.items():
+            if name not in fields:
+                problems.append(f"unknown setting {name!r} for this command")
+                continue
+            try:
+                merged[name] = _coerce(flag_name(fields[name]), value, hints[name])
+            except UsageError as err:
+                problems.append(str(err))
+    for name, field in fields.items():
+        if name not in merged and field.default is MISSING:
+            label = name if field.metadata.get("positional") else flag_name(field)
+            problems.append(f"{label} is required")
+        scalar, _, _ = _field_shape(hints[name])
+        if name in merged and typing.get_origin(scalar) is Literal:
+            allowed = typing.get_args(scalar)
+            values = merged[name] if isinstance(merged[name], tuple) else (merged[name],)
+            for value in values:
+                if value is not None and value not in allowed:
+                    problems.append(f"{flag_name(field)}: {value!r} is not one of {', '.join(map(str, allowed))}")
+    if problems:
+        raise UsageError("\n".join(problems))
+    cfg = cls(**merged)
+    problems = cfg.check() if hasattr(cfg, "check") else []
+    if problems:
+        raise UsageError("\n".join(problems))
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (paths as strings, tuples as lists)."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
+        out[field.name] = value
+    return out

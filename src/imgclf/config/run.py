@@ -1,0 +1,103 @@
+"""Configs of the commands that work on a run folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from imgclf.config.fields import opt
+from imgclf.config.train import Device, Precision
+
+Checkpoint = Literal["best", "last"]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Accuracy, loss, per-class metrics, confusion matrix and predictions.csv of a run."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
+    split: str = opt("val", "which split of DATA to evaluate")
+    checkpoint: Checkpoint = opt("best", "which weights to use")
+    batch_size: int = opt(256, "images per forward pass")
+    device: Device = opt("auto", "auto = cuda when available, else cpu")
+    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Top-k classes with probabilities for image files or folders."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    paths: tuple[Path, ...] = opt(help="image files or folders", positional=True)
+    topk: int = opt(3, "how many classes to list per image")
+    tta: bool = opt(False, "average with the horizontally flipped image")
+    csv: Path | None = opt(None, "also write the predictions to this CSV file")
+    json: bool = opt(False, "print JSON instead of a table")
+    checkpoint: Checkpoint = opt("best", "which weights to use")
+    batch_size: int = opt(256, "images per forward pass")
+    device: Device = opt("auto", "auto = cuda when available, else cpu")
+    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+    force: bool = opt(False, "overwrite --csv if it exists")
+
+    def check(self) -> list[str]:
+        return [] if self.topk >= 1 else ["--topk: must be at least 1"]
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    """Model structure, parameters, optimizer state and resolved config of a run."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    json: bool = opt(False, "print JSON instead of tables")
+    checkpoint: Checkpoint = opt("last", "which weights to describe")
+
+
+@dataclass(frozen=True)
+class MistakesConfig:
+    """Copy every misclassified image into RUN/mistakes/<true>/<predicted>/ and rank them."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
+    split: str = opt("val", "which labelled split to mine")
+    gallery: int = opt(36, "how many of the worst mistakes the gallery PNG shows")
+    checkpoint: Checkpoint = opt("best", "which weights to use")
+    batch_size: int = opt(256, "images per forward pass")
+    device: Device = opt("auto", "auto = cuda when available, else cpu")
+    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+
+
+@dataclass(frozen=True)
+class EnhanceConfig:
+    """Re-predict images under intensity enhancements: which rescue mistakes, which break correct ones."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    images: Path | None = opt(None, "a folder of images to use instead of --on", positional=True)
+    on: str = opt("mistakes", "mistakes (of the last imgclf mistakes), val, or a folder path")
+    transforms: tuple[str, ...] = opt((), "which enhancements (default: all registered)")
+    set: tuple[str, ...] = opt((), "parameters, e.g. gamma.g=0.5 or a sweep gamma.g=0.4,0.7,1.5",
+                               metavar="NAME.PARAM=V[,V...]")
+    color: Literal["luma", "channels"] = opt("luma", "enhance colour images on luminance or per channel")
+    figures: int = opt(20, "per-image figures for the first N images")
+    checkpoint: Checkpoint = opt("best", "which weights to use")
+    batch_size: int = opt(256, "images per forward pass")
+    device: Device = opt("auto", "auto = cuda when available, else cpu")
+    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """One self-contained HTML page about a run."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The whole pipeline on scikit-learn's bundled handwritten digits, no download."""
+
+    out: Path = opt(Path("runs"), "folder under which the demo's data and run are created")
+    epochs: int = opt(4, "training epochs")
+    model: str = opt("resnet18", "model to train")
+    img_size: int = opt(32, "training resolution in pixels")

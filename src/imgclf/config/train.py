@@ -1,0 +1,89 @@
+"""Config of ``imgclf train``: every default visible in one block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from imgclf.config.fields import opt
+
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train a classifier on DATA/train, evaluate on DATA/val, write a run folder."""
+
+    data: Path | None = opt(None, "prepared data: DATA/train/<class>/ and DATA/val/<class>/", positional=True)
+    out: Path | None = opt(None, "run folder to create (default: a new runs/<model>-N)")
+    resume: Path | None = opt(None, "continue the run in this folder exactly where it stopped")
+    list_models: bool = opt(False, "print the model names and exit")
+    # model
+    model: str = opt("resnet18", "torchvision model name, 'small_cnn', or package.module:ClassName")
+    pretrained: Path | None = opt(None, "load matching weights from this local file (safetensors or state_dict)")
+    init: Literal["default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal"] = opt(
+        "default", "weight initialisation of conv and linear layers")
+    # data
+    img_size: int = opt(0, "square training resolution in pixels; 0 = from the data (median side, 32..224)")
+    channels: Literal["rgb", "gray"] = opt("rgb", "feed the model RGB or one grey channel")
+    normalize: Literal["auto", "imagenet", "half"] = opt(
+        "auto", "auto = mean/std of the train split; imagenet; half = 0.5/0.5")
+    crop_padding: int = opt(-1, "random-crop padding in pixels; -1 = img_size/8, 0 = no crop")
+    hflip: bool = opt(True, "random horizontal flips in training")
+    preprocess: str = opt("none", "an enhancement applied before the model in training and prediction, "
+                                  "e.g. histeq or gamma:g=0.5")
+    cache: Literal["auto", "memory", "off"] = opt(
+        "auto", "keep decoded images in memory as uint8 (auto: when they fit --cache-gb)")
+    cache_gb: float = opt(4.0, "memory budget for the decoded-image cache, GiB")
+    workers: int = opt(-1, "loader processes when not cached; -1 = auto")
+    # optimisation
+    epochs: int = opt(10, "passes over the train split")
+    batch_size: int = opt(64, "images per optimisation step")
+    optimizer: Literal["sgd", "adam", "adamw"] = opt("sgd", "optimizer")
+    lr: float = opt(0.05, "peak learning rate")
+    momentum: float = opt(0.9, "SGD momentum")
+    nesterov: bool = opt(True, "Nesterov momentum for SGD")
+    weight_decay: float = opt(5e-4, "L2 weight decay (decoupled for adamw)")
+    scheduler: Literal["cosine", "step", "multistep", "exponential", "constant"] = opt(
+        "cosine", "learning-rate schedule after warm-up")
+    warmup_epochs: float = opt(1.0, "linear warm-up from lr/10, in epochs")
+    step_size: int = opt(30, "step: epochs between decays")
+    milestones: tuple[int, ...] = opt((30, 80), "multistep: epochs at which to decay")
+    gamma: float = opt(0.1, "step/multistep/exponential: decay factor")
+    label_smoothing: float = opt(0.1, "cross-entropy label smoothing epsilon")
+    clip_grad: float = opt(0.0, "clip the gradient norm to this; 0 = off")
+    # run control
+    eval_every: int = opt(0, "also evaluate every N optimisation steps (0 = only at epoch ends)")
+    eval_batches: int = opt(0, "use only K val batches for the step evaluations (0 = all)")
+    save_every: int = opt(0, "also save last.* every N steps (0 = at epoch ends)")
+    best_metric: Literal["val_acc", "val_loss"] = opt("val_acc", "which val metric picks checkpoints/best")
+    seed: int = opt(0, "seed of weights, data order and augmentation")
+    deterministic: bool = opt(False, "deterministic algorithms (slower); same seed, same numbers")
+    device: Device = opt("auto", "auto = cuda when available, else cpu")
+    precision: Precision = opt("auto", "auto = bf16 autocast + channels_last where supported, else fp32")
+    compile: bool = opt(False, "torch.compile the model")
+    force: bool = opt(False, "write into an existing --out folder")
+
+    def check(self) -> list[str]:
+        problems: list[str] = []
+        if self.data is None and self.resume is None and not self.list_models:
+            problems.append("DATA is required (or --resume RUN, or --list-models)")
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if value < 1:
+                problems.append(f"{flag}: must be at least 1, got {value}")
+        if self.img_size != 0 and not 8 <= self.img_size <= 1024:
+            problems.append(f"--img-size: must be 0 (auto) or 8..1024, got {self.img_size}")
+        if self.lr <= 0:
+            problems.append(f"--lr: must be positive, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append(f"--label-smoothing: must be in [0, 1), got {self.label_smoothing}")
+        for flag, value in (("--eval-every", self.eval_every), ("--eval-batches", self.eval_batches),
+                            ("--save-every", self.save_every), ("--clip-grad", self.clip_grad),
+                            ("--warmup-epochs", self.warmup_epochs), ("--weight-decay", self.weight_decay)):
+            if value < 0:
+                problems.append(f"{flag}: must be 0 or more, got {value}")
+        if self.cache_gb <= 0:
+            problems.append("--cache-gb: must be positive")
+        return problems

@@ -1,0 +1,99 @@
+"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+
+A crash at any moment leaves either the old file or the new one, never a
+half-written one. Every artifact imgclf writes goes through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from imgclf.errors import ImgclfError
+
+TMP_PREFIX = ".imgclf-tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success fsync it and rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ImgclfError(f"could not write {path}: {err.strerror or err}") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def read_json(path: str | Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ImgclfError(f"{path}: not found") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ImgclfError(f"{path}: not valid JSON ({err})") from err
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files left by a crash in ``folder``; returns how many."""
+    count = 0
+    folder = Path(folder)
+    if folder.is_dir():
+        for tmp in folder.glob(TMP_PREFIX + "*"):
+            tmp.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+def refuse_overwrite(path: str | Path, force: bool, flag: str = "--force") -> None:
+    """Raise unless ``path`` is free or the user passed ``--force``."""
+    if Path(path).exists() and not force:
+        raise ImgclfError(f"{path} already exists; pass {flag} to overwrite it")

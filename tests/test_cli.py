@@ -1,0 +1,54 @@
+"""The CLI surface: help is instant and torch-free, errors name the flag and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from imgclf.cli import COMMANDS, main
+
+
+def test_help_does_not_import_torch() -> None:
+    code = ("import sys; from imgclf.cli import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--config" in capsys.readouterr().out
+
+
+def test_bad_values_are_all_reported_with_their_flags(tmp_path, capsys) -> None:
+    code = main(["prepare", str(tmp_path), str(tmp_path / "out"), "--val", "1.5", "--jpg-quality", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--val" in err and "--jpg-quality" in err
+
+
+def test_unknown_choice_is_a_usage_error(tmp_path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", str(tmp_path), str(tmp_path / "o"), "--mode", "purple"])
+    assert exit_info.value.code == 2
+
+
+def test_config_file_is_read_and_flags_override_it(tmp_path) -> None:
+    from imgclf.cli import make_config
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('epochs = 7\nbatch-size = 16\nmilestones = [3, 5]\n')
+    cfg = make_config("train", {"data": tmp_path, "epochs": 9}, toml)
+    assert (cfg.epochs, cfg.batch_size, cfg.milestones) == (9, 16, (3, 5))
+
+
+def test_config_file_with_unknown_key_names_it(tmp_path, capsys) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text("epoks = 7\n")
+    assert main(["train", str(tmp_path), "--config", str(toml)]) == 2
+    assert "epoks" in capsys.readouterr().err
