@@ -59,3 +59,107 @@ def tree_digest(root: Path) -> dict[str, str]:
 def class_folders(tmp_path: Path) -> Path:
     """A raw class-folder tree: 3 classes x 10 PNG images of 32x32."""
     return make_class_folders(tmp_path / "raw")
+
+
+def make_split_tree(root: Path, train_per_class: int = 16, val_per_class: int = 5, size: int = 32,
+                    classes: tuple[str, ...] = ("circle", "square", "cross")) -> Path:
+    """A prepared-style tree root/{train,val}/<class>/ of distinct generated images."""
+    make_class_folders(root / "train", classes, train_per_class, size, seed=0)
+    make_class_folders(root / "val", classes, val_per_class, size, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def split_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes x (16 train + 5 val) images; 15 val images, an odd number on purpose."""
+    return make_split_tree(tmp_path_factory.mktemp("data") / "shapes")
+
+
+@pytest.fixture(scope="session")
+def trained_run(split_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small run (small_cnn, 2 epochs) shared by the tests that need a trained model."""
+    import imgclf
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    imgclf.train(split_data, out=out, model="small_cnn", epochs=2, batch_size=16, img_size=32, seed=0)
+    return out
+
+
+# --- bad and odd image files (prepare / decode tests) ---------------------------------
+
+def png_bytes(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(img: Image.Image, **kwargs: object) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def bomb_png_bytes(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header declares a huge 1-bit image (a decompression bomb)."""
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    idat = zlib.compress(row * 8, 9)  # far fewer rows than declared: never decoded anyway
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def exif_rotated_jpeg(size: tuple[int, int] = (20, 10), orientation: int = 6) -> bytes:
+    """A JPEG stored as ``size`` whose EXIF says to rotate it (6 = 90 degrees clockwise)."""
+    img = Image.new("RGB", size, (200, 30, 30))
+    img.paste((30, 30, 200), (0, 0, size[0] // 2, size[1]))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return jpeg_bytes(img, exif=exif.tobytes(), quality=95)
+
+
+def odd_images() -> dict[str, bytes]:
+    """Valid images in modes that need care: file name -> encoded bytes."""
+    grey16 = Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040))  # 0..65520
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.paste(0, (0, 0, 4, 8))
+    palette.info["transparency"] = 0
+    la = Image.new("LA", (8, 8), (0, 0))
+    la.paste((0, 255), (4, 0, 8, 8))
+    return {
+        "cmyk.jpg": jpeg_bytes(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), quality=95),
+        "grey16.png": png_bytes(grey16),
+        "palette_alpha.png": png_bytes(palette),
+        "la.png": png_bytes(la),
+        "rgba.png": png_bytes(Image.new("RGBA", (8, 8), (255, 0, 0, 0))),
+        "bit1.png": png_bytes(Image.new("1", (8, 8), 1)),
+        "exif_rotated.jpg": exif_rotated_jpeg(),
+    }
+
+
+def bad_files() -> dict[str, bytes]:
+    """Files that must be rejected: file name -> bytes."""
+    good_png = png_bytes(draw_sample("circle", 99, 64))
+    good_jpg = jpeg_bytes(draw_sample("circle", 98, 64), quality=90)
+    return {
+        "empty.jpg": b"",
+        "truncated.jpg": good_jpg[: len(good_jpg) * 6 // 10],
+        "truncated.png": good_png[: len(good_png) * 6 // 10],
+        "text.jpg": b"this is not an image, just text renamed to .jpg\n" * 4,
+        "bomb.png": bomb_png_bytes(),
+    }
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in files]

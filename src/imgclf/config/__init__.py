@@ -1,7 +1,7 @@
 """Command configs: one frozen dataclass per command (no heavy imports here)."""
 
 from imgclf.config.data import PrepareConfig, ShowConfig, StatsConfig
-from imgclf.config.fields import build_config, config_to_dict, load_config_file, opt
+from imgclf.config.fields import build_config, command_line, config_to_dict, load_config_file, opt
 from imgclf.config.run import (DemoConfig, EnhanceConfig, EvaluateConfig, InspectConfig,
                                MistakesConfig, PredictConfig, ReportConfig)
 from imgclf.config.train import TrainConfig
@@ -9,5 +9,5 @@ from imgclf.config.train import TrainConfig
 __all__ = [
     "DemoConfig", "EnhanceConfig", "EvaluateConfig", "InspectConfig", "MistakesConfig",
     "PredictConfig", "PrepareConfig", "ReportConfig", "ShowConfig", "StatsConfig", "TrainConfig",
-    "build_config", "config_to_dict", "load_config_file", "opt",
+    "build_config", "command_line", "config_to_dict", "load_config_file", "opt",
 ]

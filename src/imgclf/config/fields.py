@@ -187,3 +187,26 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
             value = [str(v) if isinstance(v, Path) else v for v in value]
         out[field.name] = value
     return out
+
+
+def command_line(prog: str, cfg: Any) -> str:
+    """The shortest command line that rebuilds ``cfg``: positionals, then non-default flags."""
+    import shlex
+
+    parts = prog.split()
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if field.metadata.get("positional"):
+            if value is not None:
+                parts += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+            continue
+        if field.default is not MISSING and value == field.default:
+            continue
+        name = flag_name(field)
+        if isinstance(value, bool):
+            parts.append(name if value else "--no-" + name[2:])
+        elif isinstance(value, tuple):
+            parts += [name, *map(str, value)]
+        elif value is not None:
+            parts += [name, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)

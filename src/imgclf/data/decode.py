@@ -136,20 +136,24 @@ def convert_mode(img: Image.Image, mode: Mode, notes: list[str] | None = None) -
         out = _high_depth_to_16bit(img, notes) if mode == "keep" else _high_depth_to_8bit(img, notes)
         return out if mode != "rgb" else out.convert("RGB")
     if src == "1":
+        notes.append("1-bit converted to grey")
         out = img.convert("L")
     elif src in ("RGBA", "LA", "PA", "RGBa", "La") or (src == "P" and "transparency" in img.info):
         out = _composite_on_white(img, notes)
     elif src == "L":
         out = img
     elif src == "P":
+        notes.append("palette converted to RGB")
         out = img.convert("RGB")
     else:  # RGB, CMYK, YCbCr, LAB, HSV, RGBX ...
         if src not in ("RGB",):
             notes.append(f"{src} converted to RGB")
-        out = img.convert("RGB")
+        out = img if src == "RGB" else img.convert("RGB")
     if mode == "rgb" and out.mode != "RGB":
+        notes.append("grey converted to RGB")
         return out.convert("RGB")
     if mode == "gray" and out.mode != "L":
+        notes.append("RGB converted to grey")
         return out.convert("L")
     return out
 

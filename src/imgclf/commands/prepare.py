@@ -1,0 +1,139 @@
+"""``imgclf prepare SRC DST``: verify, deduplicate and split raw images, never touching SRC."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgclf import __version__
+from imgclf.config import PrepareConfig
+from imgclf.console import print_table, status, warn
+from imgclf.data.discover import Discovery, detect_layout, discover, find_csv
+from imgclf.data.prepare import (MULTI_LABEL_DIR, REPORT_NAME, REPORT_TOOL, Prepared, build_dataset,
+                                 check_destination, install_output, make_workspace)
+from imgclf.errors import ImgclfError
+from imgclf.io import write_csv, write_json
+
+MANIFEST_COLUMNS = ("source", "destination", "sha256", "class", "split", "width", "height")
+
+
+@dataclass
+class Result:
+    dst: Path
+    layout: str
+    totals: dict[str, int]
+    counts: dict[str, dict[str, int]]
+    report: dict[str, Any] = field(repr=False, default_factory=dict)
+    exit_code: int = 0
+
+
+def source_root(src: Path, layout: str) -> Path:
+    """The folder that source paths are relative to (the CSV's folder for the csv layout)."""
+    return find_csv(src).parent if layout == "csv" else src
+
+
+def source_key(path: Path, root: Path) -> str:
+    """A source path as recorded in the manifest: relative to the root when inside it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def run(cfg: PrepareConfig) -> Result:
+    src, dst = Path(cfg.src), Path(os.path.abspath(cfg.dst))  # absolute: DST '.' has a real parent
+    layout = detect_layout(src) if cfg.layout == "auto" else cfg.layout
+    status(f"reading {src} as {layout} layout" + (" (detected)" if cfg.layout == "auto" else ""))
+    found = discover(src, layout)
+    if not found.samples:
+        raise ImgclfError(f"{src}: found no images in the {layout} layout ({len(found.rejected)} other "
+                          "files); check SRC and --layout (see imgclf prepare --help)")
+    root = source_root(src, layout)
+    protected = [find_csv(src)] + [s.source for s in found.samples] if layout == "csv" else [src]
+    check_destination(dst, None if layout == "csv" else src, protected, cfg.force)
+    keys = [source_key(s.source, root) for s in found.samples]
+    work = make_workspace(dst)
+    try:
+        prepared = build_dataset(found.samples, keys, work, val=cfg.val, test=cfg.test, seed=cfg.seed,
+                                 mode=cfg.mode, fmt=cfg.format, jpg_quality=cfg.jpg_quality,
+                                 max_pixels=cfg.max_pixels, workers=cfg.workers,
+                                 multi_label=found.multi_label)
+        report = build_report(cfg, layout, found, prepared, root)
+        write_outputs(work, prepared, report, found.multi_label)
+        install_output(work, dst)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return summarise(dst, layout, report, prepared)
+
+
+def write_outputs(work: Path, prepared: Prepared, report: dict[str, Any], multi_label: bool) -> None:
+    """manifest.csv, prepare_report.json and, for multi-label data, <split>/labels.csv."""
+    write_csv(work / "manifest.csv", MANIFEST_COLUMNS, prepared.rows)
+    if multi_label:
+        for split in sorted({row[4] for row in prepared.rows}):
+            rows = [(row[1].split("/", 1)[1], row[3]) for row in prepared.rows if row[4] == split]
+            write_csv(work / split / "labels.csv", ("path", "labels"), rows)
+    write_json(work / REPORT_NAME, report)
+
+
+def count_table(prepared: Prepared) -> dict[str, dict[str, int]]:
+    """class -> split -> number of written images."""
+    counts: dict[str, Counter[str]] = {}
+    for row in prepared.rows:
+        counts.setdefault(row[3], Counter())[row[4]] += 1
+    return {cls: {split: c[split] for split in ("train", "val", "test") if c[split]}
+            for cls, c in sorted(counts.items())}
+
+
+def build_report(cfg: PrepareConfig, layout: str, found: Discovery, prepared: Prepared,
+                 root: Path) -> dict[str, Any]:
+    """The JSON report: settings, counts, and every rejected or dropped input with its reason."""
+    rel = lambda p: _rel(p, root)  # noqa: E731
+    rejected = sorted([(rel(p), r) for p, r in found.rejected] + prepared.rejected)
+    totals = {"inputs": len(found.samples) + len(found.rejected), "written": len(prepared.rows),
+              "rejected": len(rejected), "duplicates": len(prepared.duplicates),
+              "conflicts": len(prepared.conflicts)}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("src", "dst", "workers", "force")}
+    return {
+        "tool": REPORT_TOOL, "version": __version__, "layout": layout,
+        "src": os.path.abspath(cfg.src), "settings": {**settings, "layout": layout},
+        "multi_label": found.multi_label,
+        "layout_note": (f"multi-label: images in <split>/{MULTI_LABEL_DIR}/, labels in <split>/labels.csv"
+                        if found.multi_label else "single-label: <split>/<class>/<image>"),
+        "totals": totals, "counts": count_table(prepared),
+        "too_small_kept_in_train": prepared.too_small,
+        "rejected": [{"path": p, "reason": r} for p, r in rejected],
+        "duplicates": [{"path": p, "duplicate_of": k} for p, k in sorted(prepared.duplicates)],
+        "conflicts": [{"path": p, "reason": r} for p, r in sorted(prepared.conflicts)],
+        "ignored": [{"path": rel(p), "reason": r} for p, r in sorted(found.ignored)],
+        "converted": [{"path": p, "notes": n} for p, n in prepared.notes],
+    }
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def summarise(dst: Path, layout: str, report: dict[str, Any], prepared: Prepared) -> Result:
+    """Print the per-class table and the totals line; build the Result."""
+    counts = report["counts"]
+    splits = [s for s in ("train", "val", "test") if any(s in c for c in counts.values())]
+    rows = [(cls, *(c.get(s, 0) for s in splits), sum(c.values())) for cls, c in counts.items()]
+    rows.append(("total", *(sum(r[i] for r in rows) for i in range(1, len(splits) + 2))))
+    print_table(("class", *splits, "total"), rows)
+    t = report["totals"]
+    status(f"inputs {t['inputs']} = written {t['written']} + rejected {t['rejected']} + duplicates "
+           f"{t['duplicates']} + conflicts {t['conflicts']}; details in {dst / REPORT_NAME}")
+    if prepared.too_small:
+        warn(f"too few images to reach every split, kept in train: {', '.join(prepared.too_small)}")
+    if t["rejected"]:
+        warn(f"{t['rejected']} file(s) rejected; see 'rejected' in {dst / REPORT_NAME}")
+    return Result(dst, layout, t, counts, report)

@@ -1,0 +1,165 @@
+"""``imgclf train``: data -> model -> fit -> run folder. Orchestration only."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgclf.artifacts import RunDir, new_run_dir
+from imgclf.config import TrainConfig, command_line, config_to_dict
+from imgclf.config.fields import build_config
+from imgclf.console import print_table, status, warn
+from imgclf.data.preprocess import make_preprocess
+from imgclf.data.training import TrainingData, load_training_data
+from imgclf.data.transforms import normalization
+from imgclf.engine.checkpoint import load_state
+from imgclf.engine.fit import FitSettings, FitState, Trainer, steps_per_epoch
+from imgclf.engine.logger import MetricsLogger
+from imgclf.engine.runtime import configure_threads, resolve_runtime, seed_everything
+from imgclf.errors import ImgclfError
+from imgclf.io import read_json, remove_stale_temps, write_json
+from imgclf.losses import create_loss
+from imgclf.models.init import init_weights
+from imgclf.models.registry import create_model, list_models
+from imgclf.optim import ScheduleSpec, create_optimizer
+
+# What may differ from the saved config when resuming (everything else is the run's own).
+RESUMABLE = ("epochs", "device", "eval_every", "eval_batches", "save_every", "workers", "cache", "cache_gb")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    final: dict[str, float]
+    best: dict[str, float]
+    exit_code: int = 0
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    if cfg.list_models:
+        print("\n".join(list_models()))
+        return TrainResult(None, {}, {})
+    resume_state = None
+    if cfg.resume is not None:
+        cfg, resume_state = _resumed_config(cfg)
+    configure_threads()
+    seed_everything(cfg.seed, cfg.deterministic)
+    runtime = resolve_runtime(cfg.device, cfg.precision)
+    assert cfg.data is not None
+    data = load_training_data(cfg.data, cfg.img_size, 1 if cfg.channels == "gray" else 3, cfg.cache,
+                              cfg.cache_gb, cfg.workers, pin=runtime.device.type == "cuda")
+    mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
+    run_dir = RunDir(cfg.resume if cfg.resume is not None else _make_run_dir(cfg))
+    meta = _weights_meta(cfg, data, mean, std)
+    if resume_state is None:
+        _write_run_start(run_dir, cfg, data, meta, runtime.describe())
+    model = _build_model(cfg, data, runtime)
+    trainer = _make_trainer(cfg, model, data, runtime, run_dir, mean, std, meta, resume_state)
+    status(f"training {cfg.model} on {data.train.num_images} images ({len(data.classes)} classes) at "
+           f"{data.img_size}px, {runtime.describe()}; run folder {run_dir.root}")
+    try:
+        state = trainer.fit(data.train, data.val)
+    finally:
+        trainer.logger.close()
+    _write_summary(run_dir, cfg, data, state, trainer, runtime.describe())
+    print_table(["", "step", "epoch", "val_acc", "val_loss"],
+                [[name, int(r["step"]), float(r["epoch"]), float(r["val_acc"]), float(r["val_loss"])]
+                 for name, r in (("final", state.last_eval), ("best", state.best))])
+    print(f"run folder: {run_dir.root}")
+    return TrainResult(run_dir.root, state.last_eval, state.best)
+
+
+def _resumed_config(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
+    run = RunDir(Path(cfg.resume))  # type: ignore[arg-type]
+    run.require_trained()
+    removed = remove_stale_temps(run.checkpoints_dir)
+    if removed:
+        status(f"removed {removed} incomplete temp file(s) left by an interrupted save")
+    saved = {k: v for k, v in read_json(run.config_json).items() if k not in ("derived", "command")}
+    defaults = TrainConfig()
+    overrides = {k: getattr(cfg, k) for k in RESUMABLE if getattr(cfg, k) != getattr(defaults, k)}
+    ignored = [f.name for f in dataclasses.fields(cfg) if f.name not in RESUMABLE + ("resume", "data", "force")
+               and getattr(cfg, f.name) != getattr(defaults, f.name)]
+    if ignored:
+        warn(f"on --resume the run's own settings are used; ignored: {', '.join('--' + n.replace('_', '-') for n in ignored)}")
+    saved.update(overrides, resume=str(run.root), force=True)
+    return build_config(TrainConfig, saved), load_state(run.resume_state)
+
+
+def _make_run_dir(cfg: TrainConfig) -> Path:
+    if cfg.out is None:
+        return new_run_dir(Path("runs"), cfg.model.split(":")[-1].split(".")[-1].lower())
+    out = cfg.out
+    if out.exists() and any(out.iterdir()) and not cfg.force:
+        raise ImgclfError(f"{out} exists and is not empty; choose a new --out, continue it with "
+                          f"--resume {out}, or pass --force")
+    if cfg.data is not None and out.resolve().is_relative_to(cfg.data.resolve()):
+        raise ImgclfError(f"--out {out} is inside the data folder {cfg.data}; put runs elsewhere")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _weights_meta(cfg: TrainConfig, data: TrainingData, mean: list[float], std: list[float]) -> dict[str, Any]:
+    """What a checkpoint carries so ``predict`` rebuilds the model and its exact eval pipeline."""
+    return {"format": "imgclf-weights-1", "model": cfg.model, "num_classes": len(data.classes),
+            "in_channels": data.channels, "classes": data.classes, "img_size": data.img_size,
+            "resize": "shorter-side + centre crop", "mean": mean, "std": std, "preprocess": cfg.preprocess,
+            "data": str(cfg.data.resolve()) if cfg.data else None}
+
+
+def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: dict, runtime: str) -> None:
+    spe = steps_per_epoch(data.train.num_images, cfg.batch_size)
+    derived = {"num_classes": len(data.classes), "img_size": data.img_size, "channels": data.channels,
+               "mean": meta["mean"], "std": meta["std"], "steps_per_epoch": spe,
+               "total_steps": spe * cfg.epochs, "runtime": runtime, "cached": data.cached,
+               "train_images": data.train.num_images, "val_images": data.val.num_images,
+               "rejected_files": data.rejected}
+    write_json(run.config_json, {**config_to_dict(cfg), "derived": derived,
+                                 "command": command_line("imgclf train", cfg)})
+    write_json(run.classes_json, data.classes)
+
+
+def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any) -> torch.nn.Module:
+    model = create_model(cfg.model, len(data.classes), data.channels)
+    init_weights(model, cfg.init)
+    model = model.to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if cfg.compile else model
+
+
+def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, runtime: Any, run: RunDir,
+                  mean: list[float], std: list[float], meta: dict, resume_state: dict | None) -> Trainer:
+    optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
+    schedule = ScheduleSpec(cfg.scheduler, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.milestones, cfg.gamma)
+    padding = data.img_size // 8 if cfg.crop_padding < 0 else cfg.crop_padding
+    settings = FitSettings(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, crop_padding=padding, hflip=cfg.hflip,
+        mean=torch.tensor(mean, device=runtime.device), std=torch.tensor(std, device=runtime.device),
+        schedule=schedule, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
+        save_every=cfg.save_every, best_metric=cfg.best_metric, preprocess=make_preprocess(cfg.preprocess),
+        meta=meta)
+    resume_step = int(resume_state["step"]) if resume_state else None
+    logger = MetricsLogger(run.metrics_csv, run.tensorboard_dir, resume_step)
+    trainer = Trainer(model, optimizer, create_loss("ce", cfg.label_smoothing), runtime, settings, run, logger)
+    if resume_state is not None:
+        trainer.resume_from(resume_state)
+        status(f"resuming {run.root} at step {resume_step}")
+    return trainer
+
+
+def _write_summary(run: RunDir, cfg: TrainConfig, data: TrainingData, state: FitState, trainer: Trainer,
+                   runtime: str) -> None:
+    write_json(run.summary_json, {
+        "run": run.root.name, "model": cfg.model, "data": str(cfg.data), "num_classes": len(data.classes),
+        "classes": data.classes, "counts": {"train": data.train_counts, "val": data.val_counts},
+        "img_size": data.img_size, "epochs": cfg.epochs, "steps": state.step, "best": state.best,
+        "final": state.last_eval, "train_time_s": round(trainer.logger.rows and float(trainer.logger.rows[-1]["elapsed_s"]) or 0.0, 2),
+        "device": runtime.split()[0], "precision": runtime, "python": sys.version.split()[0],
+        "torch": torch.__version__, "machine": platform.machine()})

@@ -1,0 +1,53 @@
+"""ImageFolder-style trees: DATA/<split>/<class>/**/<image>."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from imgclf.data.decode import is_image_name
+from imgclf.errors import ImgclfError
+
+
+def is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in ("__MACOSX", "__pycache__")
+
+
+def list_classes(split_dir: Path) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of ``split_dir``."""
+    if not split_dir.is_dir():
+        raise ImgclfError(f"{split_dir}: folder not found")
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, hidden entries skipped), sorted."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        found += [Path(dirpath) / f for f in filenames if not is_hidden(f) and is_image_name(f)]
+    return sorted(found)
+
+
+def list_split(data_root: Path, split: str, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """(paths, class indices, classes) of ``data_root/split``; classes default to its folders."""
+    split_dir = data_root / split
+    if not split_dir.is_dir():
+        found = sorted(p.name for p in data_root.iterdir() if p.is_dir()) if data_root.is_dir() else []
+        raise ImgclfError(f"{split_dir}: no '{split}' split here (found: {', '.join(found) or 'nothing'}); "
+                          f"make one with: imgclf prepare RAW {data_root}")
+    classes = classes if classes is not None else list_classes(split_dir)
+    paths: list[Path] = []
+    targets: list[int] = []
+    for index, name in enumerate(classes):
+        class_dir = split_dir / name
+        if class_dir.is_dir():
+            images = list_images(class_dir)
+            paths += images
+            targets += [index] * len(images)
+    unknown = sorted(set(list_classes(split_dir)) - set(classes))
+    if unknown:
+        raise ImgclfError(f"{split_dir}: classes not known to the model: {', '.join(unknown)}")
+    if not paths:
+        raise ImgclfError(f"found 0 images in the class folders of {split_dir}")
+    return paths, targets, classes

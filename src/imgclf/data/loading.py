@@ -1,0 +1,94 @@
+"""Files -> uint8 tensors at the training resolution, decoded once.
+
+``decode_resized`` is the single definition of the eval preprocessing geometry
+(resize the shorter side, centre crop): training, evaluation, prediction and
+enhancement all use it, so they see the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from imgclf.console import progress
+from imgclf.data.decode import decode_image, to_uint8_array
+from imgclf.errors import ImageDecodeError
+
+PARALLEL_MIN_IMAGES = 256   # below this, worker start-up costs more than it saves
+CHUNK = 64
+
+
+def decode_resized(path: Path, img_size: int, channels: int) -> np.ndarray:
+    """(channels, img_size, img_size) uint8: shorter side resized to img_size, centre crop."""
+    img = decode_image(path, mode="rgb" if channels == 3 else "gray").image
+    return resize_center(to_uint8_array(img, channels), img_size)
+
+
+def resize_center(arr: np.ndarray, img_size: int) -> np.ndarray:
+    """(H, W, C) uint8 -> (C, S, S) uint8 with the shorter side at S and a centre crop."""
+    h, w = arr.shape[:2]
+    scale = img_size / min(h, w)
+    new_w, new_h = max(img_size, round(w * scale)), max(img_size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+        resized = np.asarray(img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None))
+        arr = resized[:, :, None] if resized.ndim == 2 else resized
+    top, left = (new_h - img_size) // 2, (new_w - img_size) // 2
+    crop = arr[top:top + img_size, left:left + img_size]
+    return np.ascontiguousarray(crop.transpose(2, 0, 1))
+
+
+def _decode_chunk(args: tuple[list[Path], int, int]) -> list[np.ndarray | str]:
+    paths, img_size, channels = args
+    out: list[np.ndarray | str] = []
+    for path in paths:
+        try:
+            out.append(decode_resized(path, img_size, channels))
+        except ImageDecodeError as err:
+            out.append(err.reason)
+    return out
+
+
+def load_images(paths: Sequence[Path], img_size: int, channels: int, workers: int = 0,
+                desc: str = "decoding") -> tuple[torch.Tensor, list[int], list[tuple[Path, str]]]:
+    """Decode every file once: (uint8 (N_ok, C, S, S), indices of the ok paths, [(path, reason)])."""
+    paths = list(paths)
+    chunks = [(paths[i:i + CHUNK], img_size, channels) for i in range(0, len(paths), CHUNK)]
+    workers = workers if workers > 0 else (os.cpu_count() or 1)
+    results: list[np.ndarray | str] = []
+    if len(paths) >= PARALLEL_MIN_IMAGES and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for chunk in progress(pool.map(_decode_chunk, chunks), total=len(chunks), desc=desc, unit="chunk"):
+                results += chunk
+    else:
+        for chunk in progress(chunks, total=len(chunks), desc=desc, unit="chunk"):
+            results += _decode_chunk(chunk)
+    ok = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    errors = [(paths[i], r) for i, r in enumerate(results) if isinstance(r, str)]
+    images = torch.from_numpy(np.stack([results[i] for i in ok])) if ok else \
+        torch.empty((0, channels, img_size, img_size), dtype=torch.uint8)
+    return images, ok, errors
+
+
+def median_side(paths: Sequence[Path], limit: int = 2000) -> int:
+    """Median shorter side of up to ``limit`` images (headers only; unreadable files ignored)."""
+    sides = []
+    for path in list(paths)[:: max(1, len(paths) // limit)]:
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+        except Exception:  # a bad file is reported when it is decoded
+            continue
+    return int(np.median(sides)) if sides else 0
+
+
+def auto_img_size(paths: Sequence[Path]) -> int:
+    """The default resolution: the median shorter side, rounded to a multiple of 16, within 32..224."""
+    side = median_side(paths)
+    return int(min(224, max(32, round(side / 16) * 16)))

@@ -1,0 +1,285 @@
+"""Decode, deduplicate, split and write a raw data set: the engine of ``imgclf prepare``.
+
+Everything is built in a hidden temp folder beside DST and moved into place at
+the end, so a crash never leaves a half-prepared DST, and SRC is only ever read.
+Decoding runs in worker processes; each worker writes its converted file into a
+staging folder and returns only metadata (pixel digest, size), so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from imgclf.console import progress
+from imgclf.data.decode import Decoded, convert_mode, decode_image
+from imgclf.data.discover import Sample
+from imgclf.errors import ImageDecodeError, ImgclfError
+
+KEEP_FORMATS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",), "BMP": (".bmp",),
+                "GIF": (".gif",), "TIFF": (".tif", ".tiff"), "WEBP": (".webp",)}
+SERIAL_BELOW = 200  # fewer files than this decode in-process: starting workers costs more than it saves
+MULTI_LABEL_DIR = "images"
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    index: int
+    source: str
+    mode: str
+    format: str
+    jpg_quality: int
+    max_pixels: int
+    staging: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What decoding one input produced: a staged file and its metadata, or the reason it failed."""
+
+    index: int
+    digest: str = ""
+    width: int = 0
+    height: int = 0
+    staged: str = ""
+    notes: tuple[str, ...] = ()
+    error: str = ""
+
+
+def pixel_digest(img: Image.Image) -> str:
+    """sha256 of mode, size and pixel bytes: equal iff the decoded images are identical."""
+    h = hashlib.sha256(f"{img.mode}:{img.width}x{img.height}:".encode())
+    h.update(img.tobytes())
+    return h.hexdigest()
+
+
+def _save_png(img: Image.Image, path: Path, quality: int) -> None:
+    img.save(path, "PNG", icc_profile=None)
+
+
+def _save_jpg(img: Image.Image, path: Path, quality: int) -> None:
+    if img.mode not in ("L", "RGB"):  # JPEG has no 16-bit grey
+        img = convert_mode(img, "gray")
+    img.save(path, "JPEG", quality=quality, icc_profile=None)
+
+
+ENCODERS: dict[str, tuple[str, Callable[[Image.Image, Path, int], None]]] = {
+    "png": (".png", _save_png),
+    "jpg": (".jpg", _save_jpg),
+}
+
+
+def write_decoded(decoded: Decoded, source: Path, fmt: str, quality: int, stem: Path) -> Path:
+    """Write ``decoded`` as ``stem`` + suffix; ``keep`` copies the original bytes when nothing changed."""
+    suffix = source.suffix.lower()
+    if fmt == "keep" and not decoded.notes and suffix in KEEP_FORMATS.get(decoded.format, ()):
+        out = stem.with_suffix(suffix)
+        shutil.copyfile(source, out)
+        return out
+    ext, save = ENCODERS["png" if fmt == "keep" else fmt]
+    out = stem.with_suffix(ext)
+    save(decoded.image, out, quality)
+    return out
+
+
+def decode_one(task: DecodeTask) -> Outcome:
+    """Decode, convert and stage one file (runs in a worker process; never raises on bad input)."""
+    source = Path(task.source)
+    try:
+        decoded = decode_image(source, task.mode, task.max_pixels)  # type: ignore[arg-type]
+    except ImageDecodeError as err:
+        return Outcome(task.index, error=err.reason)
+    staged = write_decoded(decoded, source, task.format, task.jpg_quality,
+                           Path(task.staging) / f"{task.index:08d}")
+    img = decoded.image
+    return Outcome(task.index, pixel_digest(img), img.width, img.height, str(staged), tuple(decoded.notes))
+
+
+def decode_all(tasks: Sequence[DecodeTask], workers: int) -> list[Outcome]:
+    """Run :func:`decode_one` over ``tasks`` (in order), on ``workers`` processes when it pays off."""
+    workers = workers or os.cpu_count() or 1
+    bar = dict(total=len(tasks), desc="decoding", unit="img")
+    if workers == 1 or len(tasks) < SERIAL_BELOW:
+        return list(progress(map(decode_one, tasks), **bar))
+    chunk = max(1, min(64, len(tasks) // (workers * 8)))
+    context = multiprocessing.get_context("forkserver" if "forkserver" in
+                                          multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(progress(pool.map(decode_one, tasks, chunksize=chunk), **bar))
+
+
+def decode_all_or_fail(tasks: Sequence[DecodeTask], workers: int, work: Path) -> list[Outcome]:
+    """:func:`decode_all`, with a failure to write the output turned into a clear error."""
+    try:
+        return decode_all(tasks, workers)
+    except OSError as err:
+        raise ImgclfError(f"could not write into {work.parent}: {err.strerror or err} "
+                          "(check free space and permissions)") from err
+
+
+def sample_tasks(samples: Sequence[Sample], staging: Path, mode: str, fmt: str, jpg_quality: int,
+                 max_pixels: int) -> list[DecodeTask]:
+    return [DecodeTask(i, str(s.source), mode, fmt, jpg_quality, max_pixels, str(staging))
+            for i, s in enumerate(samples)]
+
+
+def assign_names(entries: Sequence[tuple[str, str, str, str]]) -> dict[str, str]:
+    """key -> relative destination for (key, folder, stem, ext) entries, collision-free.
+
+    Entries are taken in key order; the first keeps ``stem.ext``, later ones with the
+    same name in the same folder (compared case-insensitively, for macOS and Windows)
+    get ``stem-<8 hex of sha256(key)>.ext``.
+    """
+    taken: set[str] = set()
+    names: dict[str, str] = {}
+    for key, folder, stem, ext in sorted(entries):
+        tag = hashlib.sha256(key.encode()).hexdigest()
+        candidates = [f"{stem}{ext}"] + [f"{stem}-{tag[:n]}{ext}" for n in (8, 12, 16, 64)]
+        for name in candidates:
+            rel = f"{folder}/{name}"
+            if rel.lower() not in taken:
+                break
+        taken.add(rel.lower())
+        names[key] = rel
+    return names
+
+
+# --- destination safety -------------------------------------------------------------
+
+OUTPUT_NAMES = frozenset({"train", "val", "test", "manifest.csv", "prepare_report.json"})
+REPORT_NAME = "prepare_report.json"
+REPORT_TOOL = "imgclf prepare"
+
+
+def inside(path: str | Path, root: str | Path) -> bool:
+    """Whether real path ``path`` is ``root`` or below it."""
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def written_by_us(dst: Path) -> bool:
+    """True when ``dst`` holds a prepare_report.json written by imgclf prepare."""
+    try:
+        return json.loads((dst / REPORT_NAME).read_text(encoding="utf-8")).get("tool") == REPORT_TOOL
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_destination(dst: Path, src_root: Path | None, protected: Sequence[Path], force: bool) -> None:
+    """Refuse a DST inside SRC, a DST that contains any input, or a foreign non-empty DST."""
+    if src_root is not None and inside(dst, src_root):
+        raise ImgclfError(f"DST {dst} is inside SRC {src_root}; choose an output folder outside SRC "
+                          "(imgclf never writes into SRC)")
+    for path in protected:
+        if inside(path, dst):
+            raise ImgclfError(f"DST {dst} contains the input {path}; choose an output folder that holds "
+                              "none of the inputs")
+    if dst.exists() and not dst.is_dir():
+        raise ImgclfError(f"DST {dst} is a file; choose a folder")
+    if dst.is_dir() and any(dst.iterdir()) and not written_by_us(dst) and not force:
+        raise ImgclfError(f"DST {dst} is not empty and was not written by imgclf prepare; choose a new "
+                          "folder, or pass --force to replace train/, val/, test/, manifest.csv and "
+                          "prepare_report.json in it (other files are kept)")
+
+
+def make_workspace(dst: Path) -> Path:
+    """A fresh hidden folder beside ``dst`` (same file system, so the final move is a rename)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dst.parent.glob(f".{dst.name}.imgclf-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.imgclf-tmp-", dir=dst.parent))
+
+
+def install_output(work: Path, dst: Path) -> None:
+    """Move the finished ``work`` folder into place as ``dst``, replacing only imgclf's own outputs."""
+    if not dst.exists():
+        os.rename(work, dst)
+        return
+    ours = written_by_us(dst)
+    entries = {p.name for p in dst.iterdir()}
+    trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.imgclf-old-", dir=dst.parent))
+    if ours and entries <= OUTPUT_NAMES:  # whole-folder swap: two renames
+        os.rename(dst, trash / dst.name)
+        os.rename(work, dst)
+    else:  # foreign files live here (--force): replace our entries one by one, keep the rest
+        new = {p.name for p in work.iterdir()}
+        for name in sorted((OUTPUT_NAMES if ours else new) & entries):
+            os.rename(dst / name, trash / name)
+        for name in sorted(new):
+            os.rename(work / name, dst / name)
+        os.rmdir(work)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# --- the pipeline ---------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """What was written (manifest rows) and what was left out, each with its reason."""
+
+    rows: list[tuple[str, str, str, str, str, int, int]]  # source, destination, sha256, class, split, w, h
+    rejected: list[tuple[str, str]]
+    duplicates: list[tuple[str, str]]  # (source, source kept instead)
+    conflicts: list[tuple[str, str]]
+    notes: list[tuple[str, str]]
+    too_small: list[str]
+
+
+def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *, val: float, test: float,
+                  seed: int, mode: str, fmt: str, jpg_quality: int, max_pixels: int, workers: int,
+                  multi_label: bool) -> Prepared:
+    """Decode ``samples`` (named by ``keys``), drop duplicates and conflicts, split, and write into ``work``.
+
+    Single-label classes too small for the requested splits raise ImgclfError naming
+    them; multi-label groups that are too small stay in train and are returned.
+    """
+    from imgclf.data.split import Item, deduplicate, split_samples
+
+    staging = work / ".staging"
+    staging.mkdir()
+    outcomes = decode_all_or_fail(sample_tasks(samples, staging, mode, fmt, jpg_quality, max_pixels),
+                                  workers, work)
+    rejected = [(keys[o.index], o.error) for o in outcomes if o.error]
+    good = {keys[o.index]: o for o in outcomes if not o.error}
+    labels_of = {key: s.labels for key, s in zip(keys, samples)}
+    dedup = deduplicate([Item(k, o.digest, labels_of[k]) for k, o in good.items()])
+    groups: dict[str, list[str]] = {}
+    for item in dedup.kept:
+        groups.setdefault("+".join(item.labels), []).append(item.key)
+    assignment, too_small = split_samples(groups, val, test, seed)
+    if too_small and not multi_label:
+        raise ImgclfError(_too_small_message(too_small, groups, val, test))
+    folder = (lambda k: f"{assignment[k]}/{MULTI_LABEL_DIR}") if multi_label else \
+        (lambda k: f"{assignment[k]}/{labels_of[k][0]}")
+    names = assign_names([(k, folder(k), Path(k).stem, Path(good[k].staged).suffix) for k in assignment])
+    rows = []
+    for key, rel in names.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(good[key].staged, work / rel)
+        o = good[key]
+        rows.append((key, rel, o.digest, ";".join(labels_of[key]), assignment[key], o.width, o.height))
+    shutil.rmtree(staging)
+    rows.sort(key=lambda r: (SPLIT_ORDER[r[4]], r[3], r[1]))
+    notes = [(k, "; ".join(o.notes)) for k, o in sorted(good.items()) if o.notes and k in names]
+    return Prepared(rows, rejected, dedup.duplicates, dedup.conflicts, notes, too_small)
+
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def _too_small_message(names: Sequence[str], groups: dict[str, list[str]], val: float, test: float) -> str:
+    listed = ", ".join(f"'{n}' ({len(groups[n])} image{'s' * (len(groups[n]) != 1)})" for n in names)
+    need = 3 if test > 0 else 2
+    return (f"too few images to split class {listed} after removing duplicates and conflicts: each class "
+            f"needs at least {need} to appear in train, val{' and test' if test > 0 else ''}. Add images, "
+            f"move the class folder out of SRC, or pass --val 0{' --test 0' if test > 0 else ''}")

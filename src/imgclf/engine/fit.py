@@ -1,0 +1,187 @@
+"""The training loop: epochs of batched, augmented steps; evaluation, logging and checkpoints.
+
+Randomness is derived from (seed, epoch) for the data order and (seed, step) for
+augmentation and dropout, and the learning rate is a function of the step, so a
+run resumed from ``last.state.pt`` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgclf.artifacts import RunDir
+from imgclf.console import progress
+from imgclf.data.sources import BatchSource, split_order
+from imgclf.data.transforms import augment_batch, to_float
+from imgclf.engine.checkpoint import save_state, save_weights
+from imgclf.engine.evaluation import EvalResult, Preprocess, evaluate
+from imgclf.engine.logger import MetricsLogger
+from imgclf.engine.runtime import Runtime
+from imgclf.optim import ScheduleSpec, lr_factor, set_lr
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    batch_size: int
+    seed: int
+    crop_padding: int
+    hflip: bool
+    mean: torch.Tensor            # (C,) on the device
+    std: torch.Tensor             # (C,) on the device
+    schedule: ScheduleSpec
+    clip_grad: float = 0.0
+    eval_every: int = 0
+    eval_batches: int = 0
+    eval_batch_size: int = 256
+    save_every: int = 0
+    best_metric: str = "val_acc"
+    preprocess: Preprocess | None = None
+    meta: dict[str, Any] = field(default_factory=dict)   # stored with the weights
+
+
+@dataclass
+class FitState:
+    step: int = 0
+    best: dict[str, float] = field(default_factory=dict)
+    last_eval: dict[str, float] = field(default_factory=dict)
+
+
+def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    return len(split_order(torch.arange(num_images), batch_size))
+
+
+def is_better(metric: str, candidate: dict[str, float], best: dict[str, float]) -> bool:
+    """Higher val_acc (ties broken by lower val_loss), or lower val_loss."""
+    if metric not in best:
+        return True
+    if metric == "val_acc":
+        return (candidate["val_acc"], -candidate["val_loss"]) > (best["val_acc"], -best["val_loss"])
+    return candidate[metric] < best[metric]
+
+
+class Trainer:
+    """Owns the model, optimizer and loss for one run; ``fit`` runs the epochs."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+                 runtime: Runtime, settings: FitSettings, run: RunDir, logger: MetricsLogger) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.runtime, self.s, self.run, self.logger = runtime, settings, run, logger
+        self.state = FitState()
+        self.started = time.perf_counter()
+        self.train_images = 0
+
+    # -- checkpoints -------------------------------------------------------------------
+    def resume_from(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state = FitState(step=int(saved["step"]), best=dict(saved.get("best", {})),
+                              last_eval=dict(saved.get("last_eval", {})))
+
+    def save(self, best: bool = False) -> None:
+        spe = steps_per_epoch(self.train_images, self.s.batch_size)
+        meta = {**self.s.meta, "step": self.state.step, "epoch": round(self.state.step / spe, 4),
+                **{k: v for k, v in self.state.last_eval.items() if k.startswith("val_")}}
+        weights = {k: v for k, v in self.model.state_dict().items()}
+        if best:
+            save_weights(self.run.weights("best"), weights, meta)
+            return
+        save_state(self.run.resume_state, {
+            "step": self.state.step, "model": weights, "optimizer": self.optimizer.state_dict(),
+            "best": self.state.best, "last_eval": self.state.last_eval, "torch_rng": torch.get_rng_state()})
+        save_weights(self.run.weights("last"), weights, meta)
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self, train: BatchSource, val: BatchSource) -> FitState:
+        self.train_images = train.num_images
+        self.started = time.perf_counter()
+        spe = steps_per_epoch(train.num_images, self.s.batch_size)
+        total = spe * self.s.epochs
+        window = {"loss": torch.zeros((), device=self.runtime.device), "steps": 0, "images": 0,
+                  "time": 0.0}
+        while self.state.step < total:
+            epoch = self.state.step // spe
+            skip = self.state.step - epoch * spe
+            chunks = split_order(epoch_order(train.num_images, self.s.seed, epoch), self.s.batch_size)
+            order = torch.cat(chunks[skip:]) if skip < len(chunks) else torch.empty(0, dtype=torch.long)
+            batches = train.batches(order, self.s.batch_size)
+            self.model.train()
+            tick = time.perf_counter()
+            for images, targets in progress(batches, total=spe - skip, desc=f"epoch {epoch + 1}/{self.s.epochs}",
+                                            unit="batch"):
+                loss = self.train_step(images, targets, spe)
+                window["loss"] += loss
+                window["steps"] += 1
+                window["images"] += len(targets)
+                self.state.step += 1
+                at_epoch_end = self.state.step % spe == 0
+                if self.s.eval_every and self.state.step % self.s.eval_every == 0 and not at_epoch_end:
+                    window["time"] += time.perf_counter() - tick
+                    self.evaluate_and_log(val, spe, window, partial=bool(self.s.eval_batches))
+                    tick = time.perf_counter()
+                if self.s.save_every and self.state.step % self.s.save_every == 0 and not at_epoch_end:
+                    self.save()
+            window["time"] += time.perf_counter() - tick
+            self.evaluate_and_log(val, spe, window, partial=False)
+            self.save()
+        return self.state
+
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, spe: int) -> torch.Tensor:
+        step = self.state.step
+        torch.manual_seed(self.s.seed * 1_000_003 + step)  # dropout & co. depend on the step only
+        images = images.to(self.runtime.device, non_blocking=True)
+        targets = targets.to(self.runtime.device, non_blocking=True)
+        if self.s.preprocess is not None:
+            images = self.s.preprocess(images)
+        images = augment_batch(images, self.s.crop_padding, self.s.hflip, step_generator(self.s.seed, step))
+        x = to_float(images, self.s.mean, self.s.std, self.runtime.channels_last)
+        set_lr(self.optimizer, lr_factor(step / spe, self.s.schedule))
+        with self.runtime.autocast():
+            logits = self.model(x)
+        loss = self.loss_fn(logits.float(), targets)
+        if not torch.isfinite(loss):
+            from imgclf.errors import ImgclfError
+            raise ImgclfError(f"the loss became {float(loss)} at step {step}; lower --lr or use --clip-grad")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.s.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad)
+        self.optimizer.step()
+        return loss.detach()
+
+    def evaluate_and_log(self, val: BatchSource, spe: int, window: dict[str, Any], partial: bool) -> EvalResult:
+        result = evaluate(self.model, val, self.runtime, self.s.mean, self.s.std, self.s.eval_batch_size,
+                          self.s.eval_batches if partial else 0, self.s.preprocess)
+        self.model.train()
+        steps = max(window["steps"], 1)
+        row = {"step": self.state.step, "epoch": round(self.state.step / spe, 4),
+               "train_loss": round(float(window["loss"]) / steps, 6) if window["steps"] else "",
+               "val_loss": round(result.loss, 6), "val_acc": round(result.accuracy, 6),
+               "lr": self.optimizer.param_groups[0]["lr"],
+               "img_per_s": round(window["images"] / window["time"], 1) if window["time"] > 0 else "",
+               "elapsed_s": round(time.perf_counter() - self.started, 2), "val_images": result.num_images}
+        self.logger.log(row)
+        window.update(loss=torch.zeros((), device=self.runtime.device), steps=0, images=0, time=0.0)
+        if not partial:
+            self.state.last_eval = {"step": self.state.step, "epoch": row["epoch"], "val_acc": result.accuracy,
+                                    "val_loss": result.loss}
+            metric = self.s.best_metric
+            if is_better(metric, self.state.last_eval, self.state.best):
+                self.state.best = dict(self.state.last_eval)
+                self.save(best=True)
+        return result

@@ -1,0 +1,110 @@
+"""Model registry: torchvision classification models by name, our small CNN, or a user's class.
+
+``create_model(name, num_classes, in_channels)`` always returns a model whose
+classifier head has ``num_classes`` outputs and whose stem takes ``in_channels``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from functools import lru_cache
+
+from torch import nn
+
+from imgclf.errors import ImgclfError, UsageError
+from imgclf.models.small_cnn import SmallCNN
+
+LOCAL_MODELS: dict[str, Callable[[int, int], nn.Module]] = {
+    "small_cnn": lambda num_classes, in_channels: SmallCNN(num_classes, in_channels),
+}
+
+
+@lru_cache(maxsize=1)
+def torchvision_models() -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def list_models() -> list[str]:
+    return sorted(LOCAL_MODELS) + list(torchvision_models())
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Build a fresh (randomly initialised) model; never downloads anything."""
+    if name in LOCAL_MODELS:
+        return LOCAL_MODELS[name](num_classes, in_channels)
+    if ":" in name:
+        return _create_user_model(name, num_classes, in_channels)
+    if name not in torchvision_models():
+        close = [m for m in list_models() if name.lower() in m][:8]
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        raise UsageError(f"--model: unknown model {name!r}{hint}; see imgclf train --list-models")
+    import torchvision
+
+    kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    if in_channels != 3:
+        adapt_input_channels(model, in_channels)
+    return model
+
+
+def _create_user_model(spec: str, num_classes: int, in_channels: int) -> nn.Module:
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"--model {spec}: cannot import it ({err}); the module must be importable "
+                         "(installed, or on PYTHONPATH)") from err
+    params = inspect.signature(cls).parameters
+    kwargs = {"num_classes": num_classes} if "num_classes" in params else {}
+    if "in_channels" in params:
+        kwargs["in_channels"] = in_channels
+    model = cls(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--model {spec}: {class_name} is not a torch.nn.Module")
+    if "num_classes" not in params:
+        replace_head(model, num_classes)
+    return model
+
+
+def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
+    """Replace the first 3-channel conv with one taking ``in_channels`` (weights averaged)."""
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                new = nn.Conv2d(in_channels, child.out_channels, child.kernel_size, child.stride,
+                                child.padding, child.dilation, child.groups, child.bias is not None)
+                new.weight.data = child.weight.data.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
+                if child.bias is not None:
+                    new.bias.data = child.bias.data.clone()
+                setattr(parent, child_name, new)
+                return
+    raise ImgclfError("this model has no 3-channel input conv to adapt; use --channels rgb")
+
+
+def find_head(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """(parent, attribute, layer) of the last Linear layer: the classifier head."""
+    found = None
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                found = (parent, child_name, child)
+    if found is None:
+        raise ImgclfError("cannot find a Linear classifier head in this model")
+    return found
+
+
+def replace_head(model: nn.Module, num_classes: int) -> None:
+    parent, attr, head = find_head(model)
+    if head.out_features != num_classes:
+        setattr(parent, attr, nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the head's parameters (for separate learning rates or freezing the backbone)."""
+    _, _, head = find_head(model)
+    ids = {id(p) for p in head.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in ids}
