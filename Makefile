@@ -18,6 +18,7 @@ demo: install
 	$(BIN)/imgclf demo
 
 test: install
+	sh scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 test-slow: install

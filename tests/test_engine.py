@@ -11,7 +11,7 @@ import torch
 
 import imgclf
 from imgclf.artifacts import RunDir
-from imgclf.data.transforms import augment_batch, random_crop
+from imgclf.data.transforms import augment_batch, random_crop, sample_augment_params
 from imgclf.engine.checkpoint import load_state, load_weights, save_weights
 from imgclf.errors import CheckpointError, UsageError
 from imgclf.models.registry import create_model, head_parameter_names, list_models
@@ -45,10 +45,9 @@ def test_user_model_by_import_path() -> None:
 
 def test_random_crop_matches_the_per_image_definition() -> None:
     images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
-    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    out = random_crop(images, 2, gen_a)
-    dy = torch.randint(0, 5, (6,), generator=gen_b)
-    dx = torch.randint(0, 5, (6,), generator=gen_b)
+    params = sample_augment_params(6, 2, False, torch.Generator().manual_seed(3))
+    out = random_crop(images, 2, params.dy, params.dx)
+    dy, dx = params.dy, params.dx
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
     for i in range(6):
         expected = padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8]

@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     name = args.pop("command")
     config_file = args.pop("config", None)
+    args = {k: v for k, v in args.items() if v is not None and v != []}
     try:
         cfg = make_config(name, args, config_file)
         result = run_command(name, cfg)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
+import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,9 @@ from imgclf.data.transforms import normalization
 from imgclf.engine.checkpoint import load_state
 from imgclf.engine.fit import FitSettings, FitState, Trainer, steps_per_epoch
 from imgclf.engine.logger import MetricsLogger
-from imgclf.engine.runtime import configure_threads, resolve_runtime, seed_everything
+from imgclf.engine.distributed import (Dist, barrier, broadcast_object, init_distributed, launched_by_torchrun,
+                                      shutdown)
+from imgclf.engine.runtime import Runtime, configure_threads, resolve_device, resolve_runtime, seed_everything
 from imgclf.errors import ImgclfError
 from imgclf.io import read_json, remove_stale_temps, write_json
 from imgclf.losses import create_loss
@@ -30,7 +35,7 @@ from imgclf.models.registry import create_model, list_models
 from imgclf.optim import ScheduleSpec, create_optimizer
 
 # What may differ from the saved config when resuming (everything else is the run's own).
-RESUMABLE = ("epochs", "device", "eval_every", "eval_batches", "save_every", "workers", "cache", "cache_gb")
+RESUMABLE = ("epochs", "device", "nproc", "eval_every", "eval_batches", "save_every", "workers", "cache", "cache_gb")
 
 
 @dataclass
@@ -45,40 +50,74 @@ def run(cfg: TrainConfig) -> TrainResult:
     if cfg.list_models:
         print("\n".join(list_models()))
         return TrainResult(None, {}, {})
+    if cfg.nproc > 1 and not launched_by_torchrun():
+        return launch(cfg)
+    ctx = init_distributed(resolve_device(cfg.device).type)
+    try:
+        return _train(cfg, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
     resume_state = None
     if cfg.resume is not None:
-        cfg, resume_state = _resumed_config(cfg)
-    configure_threads()
-    seed_everything(cfg.seed, cfg.deterministic)
+        cfg, resume_state = _resumed_config(cfg, ctx)
     runtime = resolve_runtime(cfg.device, cfg.precision)
+    configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    seed_everything(cfg.seed, cfg.deterministic)
     assert cfg.data is not None
     data = load_training_data(cfg.data, cfg.img_size, 1 if cfg.channels == "gray" else 3, cfg.cache,
                               cfg.cache_gb, cfg.workers, pin=runtime.device.type == "cuda")
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
-    run_dir = RunDir(cfg.resume if cfg.resume is not None else _make_run_dir(cfg))
+    root = cfg.resume if cfg.resume is not None else (_make_run_dir(cfg) if ctx.is_main else None)
+    run_dir = RunDir(Path(broadcast_object(ctx, str(root))))
     meta = _weights_meta(cfg, data, mean, std)
-    if resume_state is None:
-        _write_run_start(run_dir, cfg, data, meta, runtime.describe())
+    if resume_state is None and ctx.is_main:
+        _write_run_start(run_dir, cfg, data, meta, runtime.describe(), ctx.world_size)
     model = _build_model(cfg, data, runtime)
-    trainer = _make_trainer(cfg, model, data, runtime, run_dir, mean, std, meta, resume_state)
-    status(f"training {cfg.model} on {data.train.num_images} images ({len(data.classes)} classes) at "
-           f"{data.img_size}px, {runtime.describe()}; run folder {run_dir.root}")
+    trainer = _make_trainer(cfg, model, data, runtime, run_dir, mean, std, meta, resume_state, ctx)
+    if ctx.is_main:
+        ranks = f" x {ctx.world_size} processes" if ctx.enabled else ""
+        status(f"training {cfg.model} on {data.train.num_images} images ({len(data.classes)} classes) at "
+               f"{data.img_size}px, {runtime.describe()}{ranks}; run folder {run_dir.root}")
     try:
         state = trainer.fit(data.train, data.val)
     finally:
-        trainer.logger.close()
-    _write_summary(run_dir, cfg, data, state, trainer, runtime.describe())
-    print_table(["", "step", "epoch", "val_acc", "val_loss"],
-                [[name, int(r["step"]), float(r["epoch"]), float(r["val_acc"]), float(r["val_loss"])]
-                 for name, r in (("final", state.last_eval), ("best", state.best))])
-    print(f"run folder: {run_dir.root}")
+        if trainer.logger is not None:
+            trainer.logger.close()
+    if ctx.is_main:
+        _write_summary(run_dir, cfg, data, state, trainer, runtime.describe(), ctx.world_size)
+        print_table(["", "step", "epoch", "val_acc", "val_loss"],
+                    [[name, int(r["step"]), float(r["epoch"]), float(r["val_acc"]), float(r["val_loss"])]
+                     for name, r in (("final", state.last_eval), ("best", state.best))])
+        print(f"run folder: {run_dir.root}")
     return TrainResult(run_dir.root, state.last_eval, state.best)
 
 
-def _resumed_config(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
+def launch(cfg: TrainConfig) -> TrainResult:
+    """``--nproc N``: start N processes of this same command through torchrun (single machine)."""
+    if cfg.resume is not None:
+        RunDir(cfg.resume).require_trained()
+        check_world_size(RunDir(cfg.resume), load_state(RunDir(cfg.resume).resume_state), cfg.nproc)
+    out = cfg.resume or _make_run_dir(cfg)
+    child = dataclasses.replace(cfg, nproc=1, out=None if cfg.resume else out, force=cfg.force or not cfg.resume)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}",
+            "-m", "imgclf", *shlex.split(command_line("train", child))]
+    status(f"launching {cfg.nproc} processes: torchrun --standalone --nproc_per_node={cfg.nproc} "
+           f"-m imgclf {command_line('train', child)}")
+    code = subprocess.run(argv, check=False).returncode
+    if code != 0:
+        raise ImgclfError(f"distributed training failed (exit code {code}); see the messages above")
+    summary = read_json(RunDir(Path(out)).summary_json)
+    return TrainResult(Path(out), summary.get("final", {}), summary.get("best", {}))
+
+
+def _resumed_config(cfg: TrainConfig, ctx: Dist) -> tuple[TrainConfig, dict[str, Any]]:
     run = RunDir(Path(cfg.resume))  # type: ignore[arg-type]
     run.require_trained()
-    removed = remove_stale_temps(run.checkpoints_dir)
+    removed = remove_stale_temps(run.checkpoints_dir) if ctx.is_main else 0
+    barrier(ctx)
     if removed:
         status(f"removed {removed} incomplete temp file(s) left by an interrupted save")
     saved = {k: v for k, v in read_json(run.config_json).items() if k not in ("derived", "command")}
@@ -88,8 +127,17 @@ def _resumed_config(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
                and getattr(cfg, f.name) != getattr(defaults, f.name)]
     if ignored:
         warn(f"on --resume the run's own settings are used; ignored: {', '.join('--' + n.replace('_', '-') for n in ignored)}")
-    saved.update(overrides, resume=str(run.root), force=True)
-    return build_config(TrainConfig, saved), load_state(run.resume_state)
+    saved.update(overrides, resume=str(run.root), force=True, nproc=1)
+    state = load_state(run.resume_state)
+    check_world_size(run, state, ctx.world_size)
+    return build_config(TrainConfig, saved), state
+
+
+def check_world_size(run: RunDir, state: dict[str, Any], world_size: int) -> None:
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world_size:
+        raise ImgclfError(f"{run.root} was trained with {saved_world} process(es); resume it with "
+                          f"--nproc {saved_world} (the step count per epoch depends on it)")
 
 
 def _make_run_dir(cfg: TrainConfig) -> Path:
@@ -113,11 +161,13 @@ def _weights_meta(cfg: TrainConfig, data: TrainingData, mean: list[float], std: 
             "data": str(cfg.data.resolve()) if cfg.data else None}
 
 
-def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: dict, runtime: str) -> None:
-    spe = steps_per_epoch(data.train.num_images, cfg.batch_size)
+def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: dict, runtime: str,
+                     world_size: int) -> None:
+    spe = steps_per_epoch(data.train.num_images, cfg.batch_size, world_size)
     derived = {"num_classes": len(data.classes), "img_size": data.img_size, "channels": data.channels,
                "mean": meta["mean"], "std": meta["std"], "steps_per_epoch": spe,
                "total_steps": spe * cfg.epochs, "runtime": runtime, "cached": data.cached,
+               "world_size": world_size, "global_batch_size": cfg.batch_size * world_size,
                "train_images": data.train.num_images, "val_images": data.val.num_images,
                "rejected_files": data.rejected}
     write_json(run.config_json, {**config_to_dict(cfg), "derived": derived,
@@ -135,7 +185,7 @@ def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any) -> torch.nn
 
 
 def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, runtime: Any, run: RunDir,
-                  mean: list[float], std: list[float], meta: dict, resume_state: dict | None) -> Trainer:
+                  mean: list[float], std: list[float], meta: dict, resume_state: dict | None, ctx: Dist) -> Trainer:
     optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
     schedule = ScheduleSpec(cfg.scheduler, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.milestones, cfg.gamma)
     padding = data.img_size // 8 if cfg.crop_padding < 0 else cfg.crop_padding
@@ -146,20 +196,32 @@ def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, 
         save_every=cfg.save_every, best_metric=cfg.best_metric, preprocess=make_preprocess(cfg.preprocess),
         meta=meta)
     resume_step = int(resume_state["step"]) if resume_state else None
-    logger = MetricsLogger(run.metrics_csv, run.tensorboard_dir, resume_step)
-    trainer = Trainer(model, optimizer, create_loss("ce", cfg.label_smoothing), runtime, settings, run, logger)
+    logger = MetricsLogger(run.metrics_csv, run.tensorboard_dir, resume_step) if ctx.is_main else None
+    train_model = wrap_ddp(model, runtime, ctx)
+    trainer = Trainer(model, optimizer, create_loss("ce", cfg.label_smoothing), runtime, settings, run, logger,
+                      ctx, train_model)
     if resume_state is not None:
         trainer.resume_from(resume_state)
-        status(f"resuming {run.root} at step {resume_step}")
+        if ctx.is_main:
+            status(f"resuming {run.root} at step {resume_step}")
     return trainer
 
 
+def wrap_ddp(model: torch.nn.Module, runtime: Runtime, ctx: Dist) -> torch.nn.Module:
+    if not ctx.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [ctx.local_rank] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
 def _write_summary(run: RunDir, cfg: TrainConfig, data: TrainingData, state: FitState, trainer: Trainer,
-                   runtime: str) -> None:
+                   runtime: str, world_size: int) -> None:
     write_json(run.summary_json, {
         "run": run.root.name, "model": cfg.model, "data": str(cfg.data), "num_classes": len(data.classes),
         "classes": data.classes, "counts": {"train": data.train_counts, "val": data.val_counts},
         "img_size": data.img_size, "epochs": cfg.epochs, "steps": state.step, "best": state.best,
         "final": state.last_eval, "train_time_s": round(trainer.logger.rows and float(trainer.logger.rows[-1]["elapsed_s"]) or 0.0, 2),
         "device": runtime.split()[0], "precision": runtime, "python": sys.version.split()[0],
-        "torch": torch.__version__, "machine": platform.machine()})
+        "torch": torch.__version__, "machine": platform.machine(), "world_size": world_size})

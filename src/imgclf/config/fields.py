@@ -82,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                 kwargs["nargs"] = "+" if field.default is MISSING else "*"
             elif field.default is not MISSING:
                 kwargs["nargs"] = "?"
+            if field.default is not MISSING:
+                kwargs["default"] = None   # argparse mishandles SUPPRESS here; None = not given
             kwargs["type"] = _scalar_parser(scalar)
             parser.add_argument(field.name, **kwargs)
             continue

@@ -67,6 +67,10 @@ class MistakesConfig:
     device: Device = opt("auto", "auto = cuda when available, else cpu")
     precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
 
+    def check(self) -> list[str]:
+        problems = [] if self.gallery >= 0 else ["--gallery: must be 0 or more"]
+        return problems + ([] if self.batch_size >= 1 else ["--batch-size: must be at least 1"])
+
 
 @dataclass(frozen=True)
 class EnhanceConfig:
@@ -84,6 +88,10 @@ class EnhanceConfig:
     batch_size: int = opt(256, "images per forward pass")
     device: Device = opt("auto", "auto = cuda when available, else cpu")
     precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+
+    def check(self) -> list[str]:
+        problems = [] if self.figures >= 0 else ["--figures: must be 0 or more"]
+        return problems + ([] if self.batch_size >= 1 else ["--batch-size: must be at least 1"])
 
 
 @dataclass(frozen=True)

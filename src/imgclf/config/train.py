@@ -64,6 +64,7 @@ class TrainConfig:
     device: Device = opt("auto", "auto = cuda when available, else cpu")
     precision: Precision = opt("auto", "auto = bf16 autocast + channels_last where supported, else fp32")
     compile: bool = opt(False, "torch.compile the model")
+    nproc: int = opt(1, "processes on this machine (DDP through torchrun; one per GPU, gloo on CPU)")
     force: bool = opt(False, "write into an existing --out folder")
 
     def check(self) -> list[str]:
@@ -84,6 +85,8 @@ class TrainConfig:
                             ("--warmup-epochs", self.warmup_epochs), ("--weight-decay", self.weight_decay)):
             if value < 0:
                 problems.append(f"{flag}: must be 0 or more, got {value}")
+        if self.nproc < 1:
+            problems.append(f"--nproc: must be at least 1, got {self.nproc}")
         if self.cache_gb <= 0:
             problems.append("--cache-gb: must be positive")
         return problems

@@ -7,6 +7,7 @@ augmentation costs microseconds per image instead of a PIL call per image.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -16,17 +17,36 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by ``padding`` and crop back at a random offset per image (RandomCrop(pad=p)).
+@dataclass(frozen=True)
+class AugmentParams:
+    """The random choices for a batch: crop offsets in [0, 2p] and flip flags, one per image."""
 
-    images: (B, C, H, W) uint8 -> same shape; offsets uniform in [0, 2p] like torchvision.
+    dy: torch.Tensor      # (B,) int64
+    dx: torch.Tensor      # (B,) int64
+    flip: torch.Tensor    # (B,) bool
+
+    def __getitem__(self, rows: slice) -> "AugmentParams":
+        return AugmentParams(self.dy[rows], self.dx[rows], self.flip[rows])
+
+
+def sample_augment_params(n: int, padding: int, hflip: bool, generator: torch.Generator) -> AugmentParams:
+    """Draw the choices for ``n`` images (on the CPU, from a seeded generator)."""
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    return AugmentParams(dy, dx, flip)
+
+
+def random_crop(images: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back at offset (dy, dx) per image, like RandomCrop(pad=p).
+
+    images: (B, C, H, W) uint8 -> same shape.
     """
     if padding <= 0:
         return images
     b, c, h, w = images.shape
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
+    dy, dx = dy.to(images.device), dx.to(images.device)
     rows = (torch.arange(h, device=images.device)[None, :] + dy[:, None])      # (B, H)
     cols = (torch.arange(w, device=images.device)[None, :] + dx[:, None])      # (B, W)
     batch = torch.arange(b, device=images.device)[:, None, None]
@@ -34,17 +54,20 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
     return out.permute(0, 3, 1, 2)
 
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image left-right with probability 1/2. images: (B, C, H, W)."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+def apply_augment(images: torch.Tensor, padding: int, params: AugmentParams) -> torch.Tensor:
+    """Random crop with padding, then horizontal flip, with the given choices. images: (B, C, H, W)."""
+    images = random_crop(images, padding, params.dy, params.dx)
+    if bool(params.flip.any()):
+        flip = params.flip.to(images.device)[:, None, None, None]
+        images = torch.where(flip, images.flip(3), images)
+    return images
 
 
 def augment_batch(images: torch.Tensor, crop_padding: int, hflip: bool,
                   generator: torch.Generator) -> torch.Tensor:
-    """The train augmentation: random crop with padding, then random horizontal flip."""
-    images = random_crop(images, crop_padding, generator)
-    return random_hflip(images, generator) if hflip else images
+    """The train augmentation with fresh random choices: random crop with padding, horizontal flip."""
+    params = sample_augment_params(images.shape[0], crop_padding, hflip, generator)
+    return apply_augment(images, crop_padding, params)
 
 
 def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,

@@ -9,6 +9,7 @@ from torch import nn
 
 from imgclf.data.sources import BatchSource
 from imgclf.data.transforms import Preprocess, to_float
+from imgclf.engine.distributed import SINGLE, Dist, eval_shard, gather_rows
 from imgclf.engine.runtime import Runtime
 
 
@@ -27,10 +28,11 @@ class EvalResult:
 @torch.inference_mode()
 def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor,
                     std: torch.Tensor, batch_size: int = 256, max_batches: int = 0,
-                    preprocess: Preprocess | None = None, tta_flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probs (N, K) float32 CPU, targets (N,)) in source order; ``max_batches`` > 0 stops early."""
+                    preprocess: Preprocess | None = None, tta_flip: bool = False,
+                    indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs (N, K) float32 CPU, targets (N,)) in source order (or of ``indices``); ``max_batches`` > 0 stops early."""
     model.eval()
-    order = torch.arange(source.num_images)
+    order = torch.arange(source.num_images) if indices is None else indices
     probs, targets = [], []
     for i, (images, batch_targets) in enumerate(source.batches(order, batch_size)):
         if max_batches and i >= max_batches:
@@ -45,13 +47,29 @@ def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mea
                 logits = (logits + model(x.flip(3)).float()) / 2
         probs.append(torch.softmax(logits, dim=1).cpu())
         targets.append(batch_targets)
+    if not probs:   # an empty shard
+        return torch.zeros((0, num_outputs(model))), torch.zeros(0, dtype=torch.long)
     return torch.cat(probs), torch.cat(targets)
 
 
+def num_outputs(model: nn.Module) -> int:
+    from imgclf.models.registry import find_head
+
+    return find_head(model)[2].out_features
+
+
 def evaluate(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor, std: torch.Tensor,
-             batch_size: int = 256, max_batches: int = 0, preprocess: Preprocess | None = None) -> EvalResult:
-    """Loss and accuracy over the source (all of it unless ``max_batches``)."""
-    probs, targets = predict_batches(model, source, runtime, mean, std, batch_size, max_batches, preprocess)
+             batch_size: int = 256, max_batches: int = 0, preprocess: Preprocess | None = None,
+             ctx: Dist = SINGLE) -> EvalResult:
+    """Loss and accuracy over the source (all of it unless ``max_batches``).
+
+    Under DDP each rank predicts a disjoint slice and the results are gathered, so every
+    image counts exactly once and every rank gets the same numbers.
+    """
+    shard = eval_shard(source.num_images, ctx) if ctx.enabled else None
+    probs, targets = predict_batches(model, source, runtime, mean, std, batch_size, max_batches, preprocess,
+                                     indices=shard)
+    probs, targets = gather_rows(ctx, probs), gather_rows(ctx, targets)
     picked = probs[torch.arange(len(targets)), targets].clamp_min(1e-12)
     loss = float(-picked.log().mean())
     accuracy = float((probs.argmax(1) == targets).float().mean())

@@ -19,8 +19,9 @@ from torch import nn
 from imgclf.artifacts import RunDir
 from imgclf.console import progress
 from imgclf.data.sources import BatchSource, split_order
-from imgclf.data.transforms import augment_batch, to_float
+from imgclf.data.transforms import apply_augment, sample_augment_params, to_float
 from imgclf.engine.checkpoint import save_state, save_weights
+from imgclf.engine.distributed import SINGLE, Dist, all_reduce_mean, barrier, broadcast_buffers, shard_batch
 from imgclf.engine.evaluation import EvalResult, Preprocess, evaluate
 from imgclf.engine.logger import MetricsLogger
 from imgclf.engine.runtime import Runtime
@@ -62,7 +63,24 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
 
 
-def steps_per_epoch(num_images: int, batch_size: int) -> int:
+def epoch_batches(num_images: int, batch_size: int, seed: int, epoch: int, ctx: Dist = SINGLE) -> list[torch.Tensor]:
+    """This rank's index batches for one epoch.
+
+    One global order per (seed, epoch); under DDP each global batch of batch_size x world_size
+    is split between the ranks (a last, incomplete global batch is dropped), so N processes
+    with batch B see exactly the images of one process with batch N x B.
+    """
+    order = epoch_order(num_images, seed, epoch)
+    if not ctx.enabled:
+        return split_order(order, batch_size)
+    global_size = batch_size * ctx.world_size
+    full = num_images // global_size
+    return [shard_batch(order[i * global_size:(i + 1) * global_size], batch_size, ctx) for i in range(full)]
+
+
+def steps_per_epoch(num_images: int, batch_size: int, world_size: int = 1) -> int:
+    if world_size > 1:
+        return num_images // (batch_size * world_size)
     return len(split_order(torch.arange(num_images), batch_size))
 
 
@@ -79,8 +97,12 @@ class Trainer:
     """Owns the model, optimizer and loss for one run; ``fit`` runs the epochs."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
-                 runtime: Runtime, settings: FitSettings, run: RunDir, logger: MetricsLogger) -> None:
+                 runtime: Runtime, settings: FitSettings, run: RunDir, logger: MetricsLogger | None,
+                 ctx: Dist = SINGLE, train_model: nn.Module | None = None) -> None:
+        # model: the plain module (evaluated, saved); train_model: what trains (DDP wrapper or the same)
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.train_model = train_model if train_model is not None else model
+        self.ctx = ctx
         self.runtime, self.s, self.run, self.logger = runtime, settings, run, logger
         self.state = FitState()
         self.started = time.perf_counter()
@@ -94,7 +116,13 @@ class Trainer:
                               last_eval=dict(saved.get("last_eval", {})))
 
     def save(self, best: bool = False) -> None:
-        spe = steps_per_epoch(self.train_images, self.s.batch_size)
+        """Rank 0 writes; every rank waits until the files are complete."""
+        if self.ctx.is_main:
+            self._write_checkpoint(best)
+        barrier(self.ctx)
+
+    def _write_checkpoint(self, best: bool) -> None:
+        spe = steps_per_epoch(self.train_images, self.s.batch_size, self.ctx.world_size)
         meta = {**self.s.meta, "step": self.state.step, "epoch": round(self.state.step / spe, 4),
                 **{k: v for k, v in self.state.last_eval.items() if k.startswith("val_")}}
         weights = {k: v for k, v in self.model.state_dict().items()}
@@ -103,31 +131,33 @@ class Trainer:
             return
         save_state(self.run.resume_state, {
             "step": self.state.step, "model": weights, "optimizer": self.optimizer.state_dict(),
-            "best": self.state.best, "last_eval": self.state.last_eval, "torch_rng": torch.get_rng_state()})
+            "best": self.state.best, "last_eval": self.state.last_eval, "torch_rng": torch.get_rng_state(),
+            "world_size": self.ctx.world_size})
         save_weights(self.run.weights("last"), weights, meta)
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self, train: BatchSource, val: BatchSource) -> FitState:
         self.train_images = train.num_images
         self.started = time.perf_counter()
-        spe = steps_per_epoch(train.num_images, self.s.batch_size)
+        spe = steps_per_epoch(train.num_images, self.s.batch_size, self.ctx.world_size)
         total = spe * self.s.epochs
         window = {"loss": torch.zeros((), device=self.runtime.device), "steps": 0, "images": 0,
                   "time": 0.0}
         while self.state.step < total:
             epoch = self.state.step // spe
             skip = self.state.step - epoch * spe
-            chunks = split_order(epoch_order(train.num_images, self.s.seed, epoch), self.s.batch_size)
+            chunks = epoch_batches(train.num_images, self.s.batch_size, self.s.seed, epoch, self.ctx)
             order = torch.cat(chunks[skip:]) if skip < len(chunks) else torch.empty(0, dtype=torch.long)
             batches = train.batches(order, self.s.batch_size)
-            self.model.train()
+            self.train_model.train()
             tick = time.perf_counter()
-            for images, targets in progress(batches, total=spe - skip, desc=f"epoch {epoch + 1}/{self.s.epochs}",
-                                            unit="batch"):
+            if self.ctx.is_main:
+                batches = progress(batches, total=spe - skip, desc=f"epoch {epoch + 1}/{self.s.epochs}", unit="batch")
+            for images, targets in batches:
                 loss = self.train_step(images, targets, spe)
                 window["loss"] += loss
                 window["steps"] += 1
-                window["images"] += len(targets)
+                window["images"] += len(targets) * self.ctx.world_size
                 self.state.step += 1
                 at_epoch_end = self.state.step % spe == 0
                 if self.s.eval_every and self.state.step % self.s.eval_every == 0 and not at_epoch_end:
@@ -143,16 +173,21 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, spe: int) -> torch.Tensor:
         step = self.state.step
-        torch.manual_seed(self.s.seed * 1_000_003 + step)  # dropout & co. depend on the step only
+        # dropout & co. and augmentation depend on (seed, step, rank) only: exact resume
+        torch.manual_seed(self.s.seed * 1_000_003 + step + 7_919 * self.ctx.rank)
         images = images.to(self.runtime.device, non_blocking=True)
         targets = targets.to(self.runtime.device, non_blocking=True)
         if self.s.preprocess is not None:
             images = self.s.preprocess(images)
-        images = augment_batch(images, self.s.crop_padding, self.s.hflip, step_generator(self.s.seed, step))
+        # the choices are drawn for the whole global batch, then sliced: N ranks x B == 1 rank x N*B
+        n, rank = images.shape[0], self.ctx.rank
+        params = sample_augment_params(n * self.ctx.world_size, self.s.crop_padding, self.s.hflip,
+                                       step_generator(self.s.seed, step))[rank * n:(rank + 1) * n]
+        images = apply_augment(images, self.s.crop_padding, params)
         x = to_float(images, self.s.mean, self.s.std, self.runtime.channels_last)
         set_lr(self.optimizer, lr_factor(step / spe, self.s.schedule))
         with self.runtime.autocast():
-            logits = self.model(x)
+            logits = self.train_model(x)
         loss = self.loss_fn(logits.float(), targets)
         if not torch.isfinite(loss):
             from imgclf.errors import ImgclfError
@@ -165,17 +200,20 @@ class Trainer:
         return loss.detach()
 
     def evaluate_and_log(self, val: BatchSource, spe: int, window: dict[str, Any], partial: bool) -> EvalResult:
+        broadcast_buffers(self.ctx, self.model)
         result = evaluate(self.model, val, self.runtime, self.s.mean, self.s.std, self.s.eval_batch_size,
-                          self.s.eval_batches if partial else 0, self.s.preprocess)
-        self.model.train()
+                          self.s.eval_batches if partial else 0, self.s.preprocess, self.ctx)
+        self.train_model.train()
         steps = max(window["steps"], 1)
+        train_loss = float(all_reduce_mean(self.ctx, window["loss"] / steps))
         row = {"step": self.state.step, "epoch": round(self.state.step / spe, 4),
-               "train_loss": round(float(window["loss"]) / steps, 6) if window["steps"] else "",
+               "train_loss": round(train_loss, 6) if window["steps"] else "",
                "val_loss": round(result.loss, 6), "val_acc": round(result.accuracy, 6),
                "lr": self.optimizer.param_groups[0]["lr"],
                "img_per_s": round(window["images"] / window["time"], 1) if window["time"] > 0 else "",
                "elapsed_s": round(time.perf_counter() - self.started, 2), "val_images": result.num_images}
-        self.logger.log(row)
+        if self.logger is not None:
+            self.logger.log(row)
         window.update(loss=torch.zeros((), device=self.runtime.device), steps=0, images=0, time=0.0)
         if not partial:
             self.state.last_eval = {"step": self.state.step, "epoch": row["epoch"], "val_acc": result.accuracy,

@@ -71,13 +71,14 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(dev, precision, channels_last=precision != "fp32" or dev.type == "cuda")
 
 
-def configure_threads() -> int:
-    """One intra-op thread per core (no oversubscription); respects OMP_NUM_THREADS."""
+def configure_threads(processes_per_machine: int = 1) -> int:
+    """One intra-op thread per core, shared between local processes; respects OMP_NUM_THREADS."""
     if "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores))
-    return cores
+    threads = max(1, cores // max(1, processes_per_machine))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
