@@ -21,6 +21,7 @@ from typing import Any, Literal
 from imgclf.errors import UsageError
 
 MISSING = dataclasses.MISSING
+METAVARS = {int: "N", float: "X", Path: "PATH", str: "NAME"}
 
 
 def opt(default: Any = MISSING, help: str = "", *, positional: bool = False,
@@ -75,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
+        elif scalar in METAVARS and not meta.get("positional"):
+            kwargs["metavar"] = METAVARS[scalar]
         if typing.get_origin(scalar) is Literal:
             kwargs["choices"] = list(typing.get_args(scalar))
         if meta.get("positional"):
@@ -87,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["type"] = _scalar_parser(scalar)
             parser.add_argument(field.name, **kwargs)
             continue
-        if scalar is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+        if scalar is bool:   # --flag for off-by-default switches; --flag/--no-flag for on-by-default ones
+            kwargs["action"] = argparse.BooleanOptionalAction if field.default is True else "store_true"
         else:
             kwargs["type"] = _scalar_parser(scalar)
             if is_tuple:
