@@ -25,13 +25,17 @@ TMP_PREFIX = ".imgclf-tmp-"
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success fsync it and rename it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    except OSError as err:  # read-only file system, no permission, disk full...
+        raise ImgclfError(f"could not write {path}: {err.strerror or err}") from err
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
+        # mkstemp makes 0600 files and some writers replace the temp file: set the mode at the end
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,17 +1,20 @@
-"""Optimizer and learning-rate schedule registries.
+"""Optimizers, parameter groups, freezing and the update step.
 
-The learning rate is a pure function of the optimisation step
-(``lr_factor(step)``), so a resumed run follows exactly the same curve.
+Learning-rate schedules live in :mod:`imgclf.schedules`; this module builds the
+optimizer they drive. Every group carries ``initial_lr`` (its peak lr) so a schedule
+sets ``lr = initial_lr * factor`` on all groups, the head's own lr included.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from imgclf.errors import ImgclfError
+from imgclf.schedules import ScheduleSpec, lr_factor  # noqa: F401  (re-exported: the closed-form reference)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -29,71 +32,120 @@ def _adamw(groups: list[dict], lr: float, momentum: float, nesterov: bool, weigh
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
-OPTIMIZERS: dict[str, OptimizerFactory] = {"sgd": _sgd, "adam": _adam, "adamw": _adamw}
+def _lbfgs(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.Optimizer:
+    """LBFGS takes one group and no weight decay; strong-Wolfe line search keeps it stable."""
+    params = [p for g in groups for p in g["params"]]
+    return torch.optim.LBFGS(params, lr=lr, max_iter=4, history_size=10, line_search_fn="strong_wolfe")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv/linear weights only, not on biases and norm parameters."""
-    decay, no_decay = [], []
-    for _, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+OPTIMIZERS: dict[str, OptimizerFactory] = {"sgd": _sgd, "adam": _adam, "adamw": _adamw, "lbfgs": _lbfgs}
+CLOSURE_OPTIMIZERS = frozenset({"lbfgs"})   # their step() re-evaluates the loss through a closure
 
 
-def create_optimizer(name: str, model: nn.Module, lr: float, momentum: float = 0.9,
-                     nesterov: bool = True, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    groups = [g for g in parameter_groups(model, weight_decay) if g["params"]]
+def parameter_groups(model: nn.Module, weight_decay: float, head_names: set[str] | None = None,
+                     head_lr: float | None = None) -> list[dict]:
+    """Weight decay on conv/linear weights only (not biases and norms); the head at its own lr.
+
+    Every parameter is included, also frozen ones: freezing only turns ``requires_grad``
+    off, so unfreezing later needs no new optimizer (params without a grad are skipped).
+    """
+    head_names = head_names if head_lr else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        groups.setdefault((name in head_names, param.ndim > 1), []).append(param)
+    out = []
+    for (is_head, decays), params in sorted(groups.items()):
+        group: dict = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if is_head:
+            group["lr"] = head_lr
+        out.append(group)
+    return out
+
+
+def create_optimizer(name: str, model: nn.Module, lr: float, momentum: float = 0.9, nesterov: bool = True,
+                     weight_decay: float = 0.0, head_lr: float = 0.0) -> torch.optim.Optimizer:
+    """``name`` over all parameters; ``head_lr`` > 0 gives the classifier head its own peak lr."""
+    head_names = None
+    if head_lr > 0:
+        from imgclf.models.registry import head_parameter_names
+
+        head_names = head_parameter_names(model)
+    groups = parameter_groups(model, weight_decay, head_names, head_lr or None)
     optimizer = OPTIMIZERS[name](groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]
     return optimizer
 
 
-# --- schedules: factor of the peak lr as a function of progress in epochs ------------------
-Schedule = Callable[[float, "ScheduleSpec"], float]
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    kind: str
-    total_epochs: float
-    warmup_epochs: float = 0.0
-    step_size: int = 30
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-
-
-def _cosine(epoch: float, s: ScheduleSpec) -> float:
-    span = max(s.total_epochs - s.warmup_epochs, 1e-9)
-    t = min(max(epoch - s.warmup_epochs, 0.0) / span, 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-SCHEDULES: dict[str, Schedule] = {
-    "cosine": _cosine,
-    "step": lambda epoch, s: s.gamma ** int(epoch // max(s.step_size, 1)),
-    "multistep": lambda epoch, s: s.gamma ** sum(epoch >= m for m in s.milestones),
-    "exponential": lambda epoch, s: s.gamma ** int(epoch),
-    "constant": lambda epoch, s: 1.0,
-}
-
-WARMUP_START = 0.1   # warm-up starts at lr/10
-
-
-def lr_factor(epoch: float, spec: ScheduleSpec) -> float:
-    """Multiplier of the peak lr at a (fractional) epoch: linear warm-up, then the schedule."""
-    factor = SCHEDULES[spec.kind](epoch, spec)
-    if spec.warmup_epochs > 0 and epoch < spec.warmup_epochs:
-        factor *= WARMUP_START + (1.0 - WARMUP_START) * epoch / spec.warmup_epochs
-    return factor
+def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
+    return isinstance(optimizer, torch.optim.LBFGS)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
+    """Set every group's lr to its peak lr times ``factor``; returns the first group's lr."""
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor
     return optimizer.param_groups[0]["lr"]
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, forward_loss: Callable[[], torch.Tensor],
+                   clip_grad: float = 0.0, step: int = 0) -> torch.Tensor:
+    """One update: zero grads, ``forward_loss()``, backward, clip, step. Returns the (first) loss.
+
+    LBFGS evaluates the loss several times per step through a closure; ``forward_loss``
+    must then give the same function each call (seed dropout inside it). Clipping happens
+    inside the closure so every evaluation sees clipped gradients.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = forward_loss()
+        if not torch.isfinite(loss):
+            raise ImgclfError(f"the loss became {float(loss)} at step {step}; lower --lr or use --clip-grad")
+        loss.backward()
+        if clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip_grad)
+        return loss
+
+    if uses_closure(optimizer):
+        return optimizer.step(closure).detach()   # type: ignore[union-attr]
+    loss = closure()
+    optimizer.step()
+    return loss.detach()
+
+
+# --- freezing the backbone ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FreezePlan:
+    """Backbone frozen from epoch 0 until ``unfreeze_at`` (0 = for the whole run)."""
+
+    freeze_backbone: bool = False
+    unfreeze_at: int = 0
+
+    def frozen_at(self, epoch: int) -> bool:
+        return self.freeze_backbone and (self.unfreeze_at <= 0 or epoch < self.unfreeze_at)
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> int:
+    """Turn ``requires_grad`` off (or on) for every parameter outside the head; returns how many changed."""
+    from imgclf.models.registry import head_parameter_names
+
+    head = head_parameter_names(model)
+    changed = 0
+    for name, param in model.named_parameters():
+        want = name in head or not frozen
+        if param.requires_grad != want:
+            param.requires_grad_(want)
+            changed += 1
+    return changed
+
+
 def count_parameters(params: Iterable[torch.Tensor]) -> int:
     return sum(p.numel() for p in params)
+
+
+__all__ = ["CLOSURE_OPTIMIZERS", "FreezePlan", "OPTIMIZERS", "ScheduleSpec", "count_parameters",
+           "create_optimizer", "lr_factor", "optimizer_step", "parameter_groups",
+           "set_backbone_frozen", "set_lr", "uses_closure"]

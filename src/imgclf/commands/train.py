@@ -19,7 +19,7 @@ from imgclf.config import TrainConfig, command_line, config_to_dict
 from imgclf.config.fields import build_config
 from imgclf.console import print_table, status, warn
 from imgclf.data.preprocess import make_preprocess
-from imgclf.data.training import TrainingData, load_training_data
+from imgclf.data.training import TrainingData
 from imgclf.data.transforms import normalization
 from imgclf.engine.checkpoint import load_state
 from imgclf.engine.fit import FitSettings, FitState, Trainer, steps_per_epoch
@@ -29,10 +29,11 @@ from imgclf.engine.distributed import (Dist, barrier, broadcast_object, init_dis
 from imgclf.engine.runtime import Runtime, configure_threads, resolve_device, resolve_runtime, seed_everything
 from imgclf.errors import ImgclfError
 from imgclf.io import read_json, remove_stale_temps, write_json
-from imgclf.losses import create_loss
+from imgclf.commands import train_toolbox as toolbox
 from imgclf.models.init import init_weights
 from imgclf.models.registry import create_model, list_models
-from imgclf.optim import ScheduleSpec, create_optimizer
+from imgclf.engine.stopping import EarlyStopping
+from imgclf.optim import FreezePlan, create_optimizer
 
 # What may differ from the saved config when resuming (everything else is the run's own).
 RESUMABLE = ("epochs", "device", "nproc", "eval_every", "eval_batches", "save_every", "workers", "cache", "cache_gb")
@@ -67,15 +68,14 @@ def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     seed_everything(cfg.seed, cfg.deterministic)
     assert cfg.data is not None
-    data = load_training_data(cfg.data, cfg.img_size, 1 if cfg.channels == "gray" else 3, cfg.cache,
-                              cfg.cache_gb, cfg.workers, pin=runtime.device.type == "cuda")
+    data = toolbox.load_data(cfg, pin=runtime.device.type == "cuda")
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
     root = cfg.resume if cfg.resume is not None else (_make_run_dir(cfg) if ctx.is_main else None)
     run_dir = RunDir(Path(broadcast_object(ctx, str(root))))
     meta = _weights_meta(cfg, data, mean, std)
     if resume_state is None and ctx.is_main:
         _write_run_start(run_dir, cfg, data, meta, runtime.describe(), ctx.world_size)
-    model = _build_model(cfg, data, runtime)
+    model = _build_model(cfg, data, runtime, int(meta["num_outputs"]))
     trainer = _make_trainer(cfg, model, data, runtime, run_dir, mean, std, meta, resume_state, ctx)
     if ctx.is_main:
         ranks = f" x {ctx.world_size} processes" if ctx.enabled else ""
@@ -158,7 +158,8 @@ def _weights_meta(cfg: TrainConfig, data: TrainingData, mean: list[float], std: 
     return {"format": "imgclf-weights-1", "model": cfg.model, "num_classes": len(data.classes),
             "in_channels": data.channels, "classes": data.classes, "img_size": data.img_size,
             "resize": "shorter-side + centre crop", "mean": mean, "std": std, "preprocess": cfg.preprocess,
-            "data": str(cfg.data.resolve()) if cfg.data else None}
+            "data": str(cfg.data.resolve()) if cfg.data else None,
+            **toolbox.toolbox_meta(cfg, toolbox.output_of(cfg, data), len(data.classes))}
 
 
 def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: dict, runtime: str,
@@ -169,15 +170,17 @@ def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: di
                "total_steps": spe * cfg.epochs, "runtime": runtime, "cached": data.cached,
                "world_size": world_size, "global_batch_size": cfg.batch_size * world_size,
                "train_images": data.train.num_images, "val_images": data.val.num_images,
-               "rejected_files": data.rejected}
+               "rejected_files": data.rejected, "output": meta["output"], "num_outputs": meta["num_outputs"]}
     write_json(run.config_json, {**config_to_dict(cfg), "derived": derived,
                                  "command": command_line("imgclf train", cfg)})
     write_json(run.classes_json, data.classes)
 
 
-def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any) -> torch.nn.Module:
-    model = create_model(cfg.model, len(data.classes), data.channels)
+def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any, num_outputs: int) -> torch.nn.Module:
+    model = create_model(cfg.model, num_outputs, data.channels)
     init_weights(model, cfg.init)
+    if cfg.resume is None:
+        toolbox.load_start_weights(cfg, model)
     model = model.to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -186,19 +189,24 @@ def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any) -> torch.nn
 
 def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, runtime: Any, run: RunDir,
                   mean: list[float], std: list[float], meta: dict, resume_state: dict | None, ctx: Dist) -> Trainer:
-    optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
-    schedule = ScheduleSpec(cfg.scheduler, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.milestones, cfg.gamma)
+    optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
+                                 cfg.head_lr)
+    schedule = toolbox.make_schedule(cfg, steps_per_epoch(data.train.num_images, cfg.batch_size, ctx.world_size))
+    stopper = EarlyStopping(cfg.early_stop_metric or cfg.best_metric, cfg.patience) if cfg.patience else None
     padding = data.img_size // 8 if cfg.crop_padding < 0 else cfg.crop_padding
     settings = FitSettings(
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, crop_padding=padding, hflip=cfg.hflip,
         mean=torch.tensor(mean, device=runtime.device), std=torch.tensor(std, device=runtime.device),
         schedule=schedule, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
         save_every=cfg.save_every, best_metric=cfg.best_metric, preprocess=make_preprocess(cfg.preprocess),
-        meta=meta)
+        meta=meta, output=meta["output"], threshold=cfg.threshold, teacher=toolbox.make_teacher(cfg, data),
+        order_fn=toolbox.make_order_fn(cfg, data), freeze=FreezePlan(cfg.freeze_backbone, cfg.unfreeze_at),
+        stopper=stopper)
     resume_step = int(resume_state["step"]) if resume_state else None
     logger = MetricsLogger(run.metrics_csv, run.tensorboard_dir, resume_step) if ctx.is_main else None
     train_model = wrap_ddp(model, runtime, ctx)
-    trainer = Trainer(model, optimizer, create_loss("ce", cfg.label_smoothing), runtime, settings, run, logger,
+    loss = toolbox.make_loss(cfg, data, meta["output"], runtime.device)
+    trainer = Trainer(model, optimizer, loss, runtime, settings, run, logger,
                       ctx, train_model)
     if resume_state is not None:
         trainer.resume_from(resume_state)

@@ -10,6 +10,8 @@ file and the reason, so callers never see a raw Pillow exception.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,7 @@ def decode_image(path: str | Path, mode: Mode = "keep", max_pixels: int = DEFAUL
     """Open, fully decode and normalise one image file; raise ImageDecodeError on any problem."""
     path = Path(path)
     try:
+        _require_regular_file(path)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=ALLOWED_FORMATS) as img:
@@ -73,6 +76,16 @@ def decode_image(path: str | Path, mode: Mode = "keep", max_pixels: int = DEFAUL
         raise ImageDecodeError(path, "not enough memory to decode it") from None
     except Exception as err:  # Pillow raises many types for corrupt data
         raise ImageDecodeError(path, f"corrupt or truncated image ({_short(err)})") from None
+
+
+def _require_regular_file(path: Path) -> None:
+    """Refuse FIFOs, sockets and devices before opening: reading a FIFO would block forever."""
+    mode = os.stat(path).st_mode  # follows links; FileNotFoundError/PermissionError handled by the caller
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ImageDecodeError(path, f"not a regular file ({kind}); only image files are read")
 
 
 def _decode_opened(img: Image.Image, mode: Mode, max_pixels: int) -> Decoded:

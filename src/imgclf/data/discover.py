@@ -123,6 +123,10 @@ def discover_folders(src: Path) -> Discovery:
             found.rejected.append((path, f"not an image file (suffix {path.suffix or 'none'!r})"))
         else:
             found.samples.append(Sample(path, (parts[0],)))
+    used = {s.labels[0] for s in found.samples}
+    for entry in sorted(src.iterdir()) if src.is_dir() else []:
+        if entry.is_dir() and not entry.is_symlink() and not is_hidden(entry.name) and entry.name not in used:
+            found.ignored.append((entry, "empty class folder (no image files in it)"))
     return found
 
 

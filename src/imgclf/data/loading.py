@@ -7,6 +7,7 @@ enhancement all use it, so they see the same pixels.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -17,9 +18,10 @@ import torch
 from PIL import Image
 
 from imgclf.console import progress
-from imgclf.data.decode import decode_image, to_uint8_array
+from imgclf.data.decode import ALLOWED_FORMATS, decode_image, to_uint8_array
 from imgclf.errors import ImageDecodeError
 
+MAX_ASPECT = 8             # resize_center never makes the long side longer than this x img_size
 PARALLEL_MIN_IMAGES = 256   # below this, worker start-up costs more than it saves
 CHUNK = 64
 
@@ -34,6 +36,13 @@ def resize_center(arr: np.ndarray, img_size: int) -> np.ndarray:
     """(H, W, C) uint8 -> (C, S, S) uint8 with the shorter side at S and a centre crop."""
     h, w = arr.shape[:2]
     scale = img_size / min(h, w)
+    if max(h, w) * scale > MAX_ASPECT * img_size:
+        # extreme aspect ratio (e.g. 2 x 20,000,000): only the centre survives the crop, so cut it out
+        # first; resizing the whole strip would allocate (S x S*aspect) pixels, gigabytes for a thin line
+        keep = min(max(h, w), math.ceil(MAX_ASPECT * img_size / scale))
+        start = (max(h, w) - keep) // 2
+        arr = arr[start:start + keep] if h > w else arr[:, start:start + keep]
+        h, w = arr.shape[:2]
     new_w, new_h = max(img_size, round(w * scale)), max(img_size, round(h * scale))
     if (new_w, new_h) != (w, h):
         img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
@@ -80,8 +89,10 @@ def median_side(paths: Sequence[Path], limit: int = 2000) -> int:
     """Median shorter side of up to ``limit`` images (headers only; unreadable files ignored)."""
     sides = []
     for path in list(paths)[:: max(1, len(paths) // limit)]:
+        if not path.is_file():  # a FIFO would block; missing files are reported when decoded
+            continue
         try:
-            with Image.open(path) as img:
+            with Image.open(path, formats=ALLOWED_FORMATS) as img:  # never EPS & co.
                 sides.append(min(img.size))
         except Exception:  # a bad file is reported when it is decoded
             continue

@@ -144,7 +144,8 @@ def assign_names(entries: Sequence[tuple[str, str, str, str]]) -> dict[str, str]
     names: dict[str, str] = {}
     for key, folder, stem, ext in sorted(entries):
         tag = hashlib.sha256(key.encode()).hexdigest()
-        candidates = [f"{stem}{ext}"] + [f"{stem}-{tag[:n]}{ext}" for n in (8, 12, 16, 64)]
+        candidates = [f"{_fit(stem, ext, 0)}{ext}"] + [f"{_fit(stem, ext, n + 1)}-{tag[:n]}{ext}"
+                                                      for n in (8, 12, 16, 64)]
         for name in candidates:
             rel = f"{folder}/{name}"
             if rel.lower() not in taken:
@@ -152,6 +153,18 @@ def assign_names(entries: Sequence[tuple[str, str, str, str]]) -> dict[str, str]
         taken.add(rel.lower())
         names[key] = rel
     return names
+
+
+MAX_NAME_BYTES = 255  # longest file name on ext4, APFS, NTFS...
+
+
+def _fit(stem: str, ext: str, extra: int) -> str:
+    """``stem`` cut (at a character boundary) so that stem + extra bytes + ext fits in one file name."""
+    room = MAX_NAME_BYTES - len(ext.encode()) - extra
+    data = stem.encode("utf-8", "surrogateescape")
+    if len(data) <= room:
+        return stem
+    return data[:room].decode("utf-8", "ignore")
 
 
 # --- destination safety -------------------------------------------------------------
@@ -251,6 +264,10 @@ def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *,
                                   workers, work)
     rejected = [(keys[o.index], o.error) for o in outcomes if o.error]
     good = {keys[o.index]: o for o in outcomes if not o.error}
+    if not good:
+        listing = "; ".join(f"{k}: {r}" for k, r in rejected[:3])
+        raise ImgclfError(f"none of the {len(rejected)} image file(s) could be read, so there is nothing to "
+                          f"prepare ({listing}{'; ...' if len(rejected) > 3 else ''})")
     labels_of = {key: s.labels for key, s in zip(keys, samples)}
     dedup = deduplicate([Item(k, o.digest, labels_of[k]) for k, o in good.items()])
     groups: dict[str, list[str]] = {}

@@ -60,13 +60,14 @@ class _FileDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
+        """(image, target, index, "") or, for a file that cannot be decoded, (zeros, BAD_TARGET, index, reason)."""
         try:
             arr = decode_resized(self.paths[index], self.img_size, self.channels)
-            return torch.from_numpy(arr), self.targets[index], index
-        except ImageDecodeError:
+            return torch.from_numpy(arr), self.targets[index], index, ""
+        except ImageDecodeError as err:
             empty = torch.zeros((self.channels, self.img_size, self.img_size), dtype=torch.uint8)
-            return empty, BAD_TARGET, index
+            return empty, BAD_TARGET, index, err.reason
 
 
 class StreamSource:
@@ -77,20 +78,20 @@ class StreamSource:
         self.dataset = _FileDataset(paths, targets, img_size, channels)
         self.num_images = len(paths)
         self.workers, self.pin = workers, pin
-        self.skipped: set[Path] = set()
+        self.skipped: dict[Path, str] = {}   # file -> why it was left out
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=[c.tolist() for c in split_order(order, batch_size)],
             num_workers=self.workers, pin_memory=self.pin, persistent_workers=False)
-        for images, targets, indices in loader:
+        for images, targets, indices, reasons in loader:
             good = targets != BAD_TARGET
             if not bool(good.all()):
-                for i in indices[~good].tolist():
-                    path = self.dataset.paths[i]
+                for n in (~good).nonzero().flatten().tolist():
+                    path = self.dataset.paths[int(indices[n])]
                     if path not in self.skipped:
-                        self.skipped.add(path)
-                        warn(f"{path}: cannot be decoded; skipped")
+                        self.skipped[path] = reasons[n]
+                        warn(f"{path}: {reasons[n]}; skipped")
                 images, targets = images[good], targets[good]
             if len(targets):
                 yield images, targets

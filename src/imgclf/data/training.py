@@ -45,6 +45,10 @@ def load_training_data(data_root: Path, img_size: int, channels: int, cache: str
     val_paths, val_targets, _ = list_split(data_root, "val", classes)
     if len(classes) < 2:
         raise ImgclfError(f"{data_root}/train: found {len(classes)} class folder(s); a classifier needs at least 2")
+    for index, name in enumerate(classes):
+        if index not in train_targets:
+            warn(f"{data_root}/train/{name}: empty class folder (no images); the model gets a class it never "
+                 "sees in training; remove the folder if that is not intended")
     img_size = img_size or auto_img_size(train_paths)
     need = (len(train_paths) + len(val_paths)) * channels * img_size * img_size
     cached = cache == "memory" or (cache == "auto" and need <= cache_gb * GIB)

@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,26 @@ from imgclf.errors import CheckpointError
 from imgclf.io import atomic_path
 
 META_KEY = "imgclf"
+LOW_SPACE_BYTES = 4 * 1024 * 1024   # a failed write with less free space than this is reported as disk full
+
+
+@contextlib.contextmanager
+def _write_errors_as_oserror(tmp: Path) -> Iterator[None]:
+    """torch.save and safetensors report a failed write (disk full...) as RuntimeError & co.
+
+    Turn those into OSError, so atomic_path removes the temp file and reports
+    "could not write <file>: <reason>" instead of a traceback.
+    """
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as err:  # RuntimeError (torch), SafetensorError (safetensors)
+        stat = os.statvfs(tmp.parent)
+        if stat.f_bavail * stat.f_frsize < LOW_SPACE_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(errno.EIO, f"{first[:200]} (check free space and permissions)") from err
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -26,7 +50,8 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        with _write_errors_as_oserror(tmp):
+            save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -50,7 +75,8 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        with _write_errors_as_oserror(tmp):
+            torch.save(state, tmp)
 
 
 def load_state(path: Path) -> dict[str, Any]:

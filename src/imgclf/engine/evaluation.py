@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,14 +11,16 @@ from imgclf.data.sources import BatchSource
 from imgclf.data.transforms import Preprocess, to_float
 from imgclf.engine.distributed import SINGLE, Dist, eval_shard, gather_rows
 from imgclf.engine.runtime import Runtime
+from imgclf.losses import logits_to_probs
 
 
 @dataclass(frozen=True)
 class EvalResult:
     probs: torch.Tensor      # (N, K) float32 on the CPU
-    targets: torch.Tensor    # (N,) int64
-    loss: float              # mean cross-entropy (no smoothing)
-    accuracy: float
+    targets: torch.Tensor    # (N,) int64, or (N, K) 0/1 for multi-label
+    loss: float              # mean cross-entropy (no smoothing); multi-label: mean BCE
+    accuracy: float          # multi-label: per-label accuracy at the threshold
+    extra: dict[str, float] = field(default_factory=dict)   # more val_* metrics (multi-label: mAP, ...)
 
     @property
     def num_images(self) -> int:
@@ -29,7 +31,7 @@ class EvalResult:
 def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor,
                     std: torch.Tensor, batch_size: int = 256, max_batches: int = 0,
                     preprocess: Preprocess | None = None, tta_flip: bool = False,
-                    indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    indices: torch.Tensor | None = None, output: str = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
     """(probs (N, K) float32 CPU, targets (N,)) in source order (or of ``indices``); ``max_batches`` > 0 stops early."""
     model.eval()
     order = torch.arange(source.num_images) if indices is None else indices
@@ -45,10 +47,12 @@ def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mea
             logits = model(x).float()
             if tta_flip:
                 logits = (logits + model(x.flip(3)).float()) / 2
-        probs.append(torch.softmax(logits, dim=1).cpu())
+        probs.append(logits_to_probs(logits, output).cpu())
         targets.append(batch_targets)
     if not probs:   # an empty shard
-        return torch.zeros((0, num_outputs(model))), torch.zeros(0, dtype=torch.long)
+        width = 2 if output == "sigmoid1" else num_outputs(model)
+        return torch.zeros((0, width)), (torch.zeros((0, width)) if output == "multilabel"
+                                          else torch.zeros(0, dtype=torch.long))
     return torch.cat(probs), torch.cat(targets)
 
 
@@ -60,7 +64,7 @@ def num_outputs(model: nn.Module) -> int:
 
 def evaluate(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor, std: torch.Tensor,
              batch_size: int = 256, max_batches: int = 0, preprocess: Preprocess | None = None,
-             ctx: Dist = SINGLE) -> EvalResult:
+             ctx: Dist = SINGLE, output: str = "softmax", threshold: float = 0.5) -> EvalResult:
     """Loss and accuracy over the source (all of it unless ``max_batches``).
 
     Under DDP each rank predicts a disjoint slice and the results are gathered, so every
@@ -68,8 +72,14 @@ def evaluate(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torc
     """
     shard = eval_shard(source.num_images, ctx) if ctx.enabled else None
     probs, targets = predict_batches(model, source, runtime, mean, std, batch_size, max_batches, preprocess,
-                                     indices=shard)
+                                     indices=shard, output=output)
     probs, targets = gather_rows(ctx, probs), gather_rows(ctx, targets)
+    if output == "multilabel":
+        from imgclf.engine.multilabel import multilabel_scores
+
+        scores = multilabel_scores(probs, targets.float(), threshold)
+        extra = {k: v for k, v in scores.items() if k not in ("val_loss", "val_acc")}
+        return EvalResult(probs, targets, scores["val_loss"], scores["val_acc"], extra)
     picked = probs[torch.arange(len(targets)), targets].clamp_min(1e-12)
     loss = float(-picked.log().mean())
     accuracy = float((probs.argmax(1) == targets).float().mean())

@@ -7,6 +7,7 @@ run resumed from ``last.state.pt`` continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from imgclf.artifacts import RunDir
-from imgclf.console import progress
+from imgclf.console import progress, status
 from imgclf.data.sources import BatchSource, split_order
 from imgclf.data.transforms import apply_augment, sample_augment_params, to_float
 from imgclf.engine.checkpoint import save_state, save_weights
@@ -25,7 +26,8 @@ from imgclf.engine.distributed import SINGLE, Dist, all_reduce_mean, barrier, br
 from imgclf.engine.evaluation import EvalResult, Preprocess, evaluate
 from imgclf.engine.logger import MetricsLogger
 from imgclf.engine.runtime import Runtime
-from imgclf.optim import ScheduleSpec, lr_factor, set_lr
+from imgclf.engine.stopping import EarlyStopping
+from imgclf.optim import FreezePlan, optimizer_step, set_backbone_frozen, set_lr, uses_closure
 
 
 @dataclass
@@ -37,7 +39,7 @@ class FitSettings:
     hflip: bool
     mean: torch.Tensor            # (C,) on the device
     std: torch.Tensor             # (C,) on the device
-    schedule: ScheduleSpec
+    schedule: Any                 # imgclf.schedules.LRSchedule: the lr factor of every step
     clip_grad: float = 0.0
     eval_every: int = 0
     eval_batches: int = 0
@@ -46,6 +48,12 @@ class FitSettings:
     best_metric: str = "val_acc"
     preprocess: Preprocess | None = None
     meta: dict[str, Any] = field(default_factory=dict)   # stored with the weights
+    output: str = "softmax"       # how logits become probabilities (imgclf.losses.logits_to_probs)
+    threshold: float = 0.5        # multi-label decision threshold
+    teacher: Callable[[torch.Tensor], torch.Tensor] | None = None   # uint8 batch -> teacher logits
+    order_fn: Callable[[int, int, int], torch.Tensor] | None = None  # (N, seed, epoch) -> epoch order
+    freeze: FreezePlan = field(default_factory=FreezePlan)
+    stopper: EarlyStopping | None = None
 
 
 @dataclass
@@ -63,14 +71,15 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
 
 
-def epoch_batches(num_images: int, batch_size: int, seed: int, epoch: int, ctx: Dist = SINGLE) -> list[torch.Tensor]:
+def epoch_batches(num_images: int, batch_size: int, seed: int, epoch: int, ctx: Dist = SINGLE,
+                  order_fn: Callable[[int, int, int], torch.Tensor] | None = None) -> list[torch.Tensor]:
     """This rank's index batches for one epoch.
 
     One global order per (seed, epoch); under DDP each global batch of batch_size x world_size
     is split between the ranks (a last, incomplete global batch is dropped), so N processes
     with batch B see exactly the images of one process with batch N x B.
     """
-    order = epoch_order(num_images, seed, epoch)
+    order = (order_fn or epoch_order)(num_images, seed, epoch)
     if not ctx.enabled:
         return split_order(order, batch_size)
     global_size = batch_size * ctx.world_size
@@ -114,6 +123,10 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = FitState(step=int(saved["step"]), best=dict(saved.get("best", {})),
                               last_eval=dict(saved.get("last_eval", {})))
+        if "schedule" in saved:
+            self.s.schedule.load_state_dict(saved["schedule"])
+        if self.s.stopper is not None and "stopper" in saved:
+            self.s.stopper.load_state_dict(saved["stopper"])
 
     def save(self, best: bool = False) -> None:
         """Rank 0 writes; every rank waits until the files are complete."""
@@ -132,6 +145,8 @@ class Trainer:
         save_state(self.run.resume_state, {
             "step": self.state.step, "model": weights, "optimizer": self.optimizer.state_dict(),
             "best": self.state.best, "last_eval": self.state.last_eval, "torch_rng": torch.get_rng_state(),
+            "schedule": self.s.schedule.state_dict(),
+            **({"stopper": self.s.stopper.state_dict()} if self.s.stopper is not None else {}),
             "world_size": self.ctx.world_size})
         save_weights(self.run.weights("last"), weights, meta)
 
@@ -146,7 +161,9 @@ class Trainer:
         while self.state.step < total:
             epoch = self.state.step // spe
             skip = self.state.step - epoch * spe
-            chunks = epoch_batches(train.num_images, self.s.batch_size, self.s.seed, epoch, self.ctx)
+            chunks = epoch_batches(train.num_images, self.s.batch_size, self.s.seed, epoch, self.ctx, self.s.order_fn)
+            if self.s.freeze.freeze_backbone:
+                set_backbone_frozen(self.model, self.s.freeze.frozen_at(epoch))
             order = torch.cat(chunks[skip:]) if skip < len(chunks) else torch.empty(0, dtype=torch.long)
             batches = train.batches(order, self.s.batch_size)
             self.train_model.train()
@@ -168,7 +185,14 @@ class Trainer:
                     self.save()
             window["time"] += time.perf_counter() - tick
             self.evaluate_and_log(val, spe, window, partial=False)
+            self.s.schedule.after_epoch(self.last_row)
+            stop = self.s.stopper is not None and self.s.stopper.update(self.last_row)
             self.save()
+            if stop and self.state.step < total:
+                if self.ctx.is_main:
+                    status(f"early stopping after epoch {epoch + 1}: {self.s.stopper.metric} has not improved "
+                           f"for {self.s.stopper.patience} epoch(s)")
+                break
         return self.state
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, spe: int) -> torch.Tensor:
@@ -185,24 +209,28 @@ class Trainer:
                                        step_generator(self.s.seed, step))[rank * n:(rank + 1) * n]
         images = apply_augment(images, self.s.crop_padding, params)
         x = to_float(images, self.s.mean, self.s.std, self.runtime.channels_last)
-        set_lr(self.optimizer, lr_factor(step / spe, self.s.schedule))
-        with self.runtime.autocast():
-            logits = self.train_model(x)
-        loss = self.loss_fn(logits.float(), targets)
-        if not torch.isfinite(loss):
-            from imgclf.errors import ImgclfError
-            raise ImgclfError(f"the loss became {float(loss)} at step {step}; lower --lr or use --clip-grad")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.s.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad)
-        self.optimizer.step()
-        return loss.detach()
+        set_lr(self.optimizer, self.s.schedule.factor)
+        extra = (self.s.teacher(images),) if self.s.teacher is not None else ()
+        # LBFGS re-evaluates the loss: full precision, and the same dropout masks each time
+        closure = uses_closure(self.optimizer)
+        autocast = contextlib.nullcontext if closure else self.runtime.autocast
+
+        def forward_loss() -> torch.Tensor:
+            if closure:
+                torch.manual_seed(self.s.seed * 1_000_003 + step + 7_919 * self.ctx.rank)
+            with autocast():
+                logits = self.train_model(x)
+            return self.loss_fn(logits.float(), targets, *extra)
+
+        loss = optimizer_step(self.optimizer, forward_loss, self.s.clip_grad, step)
+        self.s.schedule.after_step()
+        return loss
 
     def evaluate_and_log(self, val: BatchSource, spe: int, window: dict[str, Any], partial: bool) -> EvalResult:
         broadcast_buffers(self.ctx, self.model)
         result = evaluate(self.model, val, self.runtime, self.s.mean, self.s.std, self.s.eval_batch_size,
-                          self.s.eval_batches if partial else 0, self.s.preprocess, self.ctx)
+                          self.s.eval_batches if partial else 0, self.s.preprocess, self.ctx,
+                          self.s.output, self.s.threshold)
         self.train_model.train()
         steps = max(window["steps"], 1)
         train_loss = float(all_reduce_mean(self.ctx, window["loss"] / steps))
@@ -211,7 +239,9 @@ class Trainer:
                "val_loss": round(result.loss, 6), "val_acc": round(result.accuracy, 6),
                "lr": self.optimizer.param_groups[0]["lr"],
                "img_per_s": round(window["images"] / window["time"], 1) if window["time"] > 0 else "",
-               "elapsed_s": round(time.perf_counter() - self.started, 2), "val_images": result.num_images}
+               "elapsed_s": round(time.perf_counter() - self.started, 2), "val_images": result.num_images,
+               **{k: round(v, 6) for k, v in result.extra.items()}}
+        self.last_row = row
         if self.logger is not None:
             self.logger.log(row)
         window.update(loss=torch.zeros((), device=self.runtime.device), steps=0, images=0, time=0.0)

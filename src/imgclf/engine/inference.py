@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +41,76 @@ class LoadedModel:
     img_size = property(lambda self: int(self.meta["img_size"]))
     channels = property(lambda self: int(self.meta["in_channels"]))
     preprocess = property(lambda self: str(self.meta.get("preprocess", "none")))
+    output = property(lambda self: str(self.meta.get("output", "softmax")))   # see imgclf.losses
     data_root = property(lambda self: Path(self.meta["data"]) if self.meta.get("data") else None)
     device = property(lambda self: self.runtime.device)
 
 
-def build_model(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], path: Path) -> nn.Module:
-    """Rebuild the architecture named in the metadata and load the weights strictly."""
+def check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Every field predict relies on is present and has a sane type; CheckpointError naming the file if not."""
     for key in ("model", "num_classes", "in_channels", "classes", "img_size", "mean", "std"):
         if key not in meta:
             raise CheckpointError(f"{path}: metadata lacks {key!r}; not an imgclf checkpoint")
-    model = create_model(meta["model"], int(meta["num_classes"]), int(meta["in_channels"]))
+    problems = []
+    if not isinstance(meta["model"], str) or not meta["model"]:
+        problems.append("'model' is not a model name")
+    for key, low, high in (("num_classes", 1, 1_000_000), ("num_outputs", 1, 1_000_000), ("in_channels", 1, 3),
+                           ("img_size", 8, 4096)):
+        value = meta.get(key, low)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            problems.append(f"{key!r} must be an integer in {low}..{high}, got {value!r}"[:120])
+    classes = meta["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        problems.append("'classes' is not a list of names")
+    elif isinstance(meta["num_classes"], int) and len(classes) != meta["num_classes"]:
+        problems.append(f"{len(classes)} class names for num_classes={meta['num_classes']}")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if (not isinstance(values, list) or len(values) != meta["in_channels"]
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           and (key == "mean" or v > 0) for v in values)):
+            problems.append(f"{key!r} is not one finite number per input channel" + (" (> 0)" if key == "std" else ""))
+    for key in ("preprocess", "output"):
+        if not isinstance(meta.get(key, ""), str):
+            problems.append(f"{key!r} is not a string")
+    if problems:
+        raise CheckpointError(f"{path}: metadata is not usable ({'; '.join(problems)})")
+
+
+def check_model_spec(spec: str, path: Path) -> None:
+    """Refuse model names from a checkpoint that would run arbitrary code to build the model.
+
+    A user model is ``package.module:ClassName``: building it imports that module and calls the
+    class. A checkpoint someone sent you could name anything importable (``os:system``, a
+    module with side effects on import), so the standard library is refused outright and the
+    attribute must be a torch ``nn.Module`` class before it is called.
+    """
+    if ":" not in spec:
+        return
+    module_name, _, class_name = spec.partition(":")
+    top = module_name.split(".")[0]
+    if not module_name or not class_name.isidentifier() or top in sys.stdlib_module_names or top == "builtins":
+        raise CheckpointError(f"{path}: refusing model {spec!r} named in the checkpoint metadata (not an imgclf "
+                              "model nor a user nn.Module class; building it would run other code)")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(f"{path}: the model class {spec!r} cannot be imported ({err}); install it or put "
+                              "it on PYTHONPATH") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"{path}: refusing model {spec!r} named in the checkpoint metadata: it is not a "
+                              "torch.nn.Module class")
+
+
+def build_model(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """Rebuild the architecture named in the metadata and load the weights strictly."""
+    check_meta(meta, path)
+    check_model_spec(meta["model"], path)
+    num_outputs = int(meta.get("num_outputs", meta["num_classes"]))   # 1 for a single-logit (bce) model
+    try:
+        model = create_model(meta["model"], num_outputs, int(meta["in_channels"]))
+    except ImgclfError as err:
+        raise CheckpointError(f"{path}: cannot build model {meta['model']!r} ({err})") from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
@@ -65,7 +128,10 @@ def load_model_file(path: Path, device: str = "auto", precision: str = "auto") -
     model.eval()
     mean = torch.tensor(meta["mean"], dtype=torch.float32, device=runtime.device)
     std = torch.tensor(meta["std"], dtype=torch.float32, device=runtime.device)
-    preprocess = make_preprocess(str(meta.get("preprocess", "none")))
+    try:
+        preprocess = make_preprocess(str(meta.get("preprocess", "none")))
+    except ImgclfError as err:
+        raise CheckpointError(f"{path}: its preprocessing cannot be rebuilt ({err})") from None
     return LoadedModel(model, meta, runtime, mean, std, preprocess)
 
 
@@ -86,7 +152,7 @@ def predict_probs(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 2
     """(N, K) float32 CPU probabilities of uint8 images (N, C, S, S) at the run's size."""
     source = TensorSource(images, torch.zeros(images.shape[0], dtype=torch.long))
     probs, _ = predict_batches(loaded.model, source, loaded.runtime, loaded.mean, loaded.std, batch_size,
-                               preprocess=loaded.preprocess_fn, tta_flip=tta_flip)
+                               preprocess=loaded.preprocess_fn, tta_flip=tta_flip, output=loaded.output)
     return probs
 
 
@@ -112,6 +178,8 @@ def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, st
             files += list_images(path)
         elif path.is_file():
             (files.append(path) if is_image_name(path) else skipped.append((path, "not an image file name")))
+        elif path.exists():
+            skipped.append((path, "not a regular file (a FIFO, socket or device)"))
         else:
             skipped.append((path, "not found"))
     return files, skipped

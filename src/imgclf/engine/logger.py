@@ -31,7 +31,8 @@ class MetricsLogger:
 
     def log(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        write_csv(self.csv_path, METRICS_COLUMNS, [[r.get(c, "") for c in METRICS_COLUMNS] for r in self.rows])
+        columns = METRICS_COLUMNS + tuple(k for k in row if k not in METRICS_COLUMNS)   # e.g. multi-label val_map
+        write_csv(self.csv_path, columns, [[r.get(c, "") for c in columns] for r in self.rows])
         for key in ("train_loss", "val_loss", "val_acc", "lr", "img_per_s"):
             if row.get(key) not in (None, ""):
                 self.writer.add_scalar(key, float(row[key]), int(row["step"]))

@@ -1,0 +1,120 @@
+"""``imgclf mistakes``: copy every misclassified image out, rank them, flag likely label errors."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgclf.analysis.figures import gallery
+from imgclf.analysis.metrics import per_sample_loss, predictions
+from imgclf.analysis.mistakes import copy_name, find_label_issues, margins, rank_mistakes, safe_name
+from imgclf.artifacts import RunDir
+from imgclf.config import MistakesConfig
+from imgclf.console import print_table, status
+from imgclf.engine.inference import load_run_model, load_split, predict_probs
+from imgclf.errors import ImgclfError
+from imgclf.io import atomic_path, write_csv
+
+TABLE_ROWS = 10
+
+
+@dataclass
+class MistakesResult:
+    num_images: int
+    num_mistakes: int
+    num_label_issues: int
+    csv: Path
+    exit_code: int = 0
+
+
+def clear_folder(run: RunDir, folder: Path) -> None:
+    """Delete a folder the run owns (mistakes/, enhance/) so no stale file survives; never outside the run."""
+    if folder.is_symlink() or not folder.resolve().is_relative_to(run.root.resolve()):
+        raise ImgclfError(f"{folder}: not a folder inside the run; refusing to clear it")
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """Copy (never move) a user's image, atomically."""
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def _copy_mistakes(run: RunDir, order: np.ndarray, paths: list[Path], targets: np.ndarray, probs: np.ndarray,
+                   classes: list[str]) -> list[str]:
+    """Copy each ranked mistake to mistakes/<true>/<predicted>/<readable name>; returns the relative copies."""
+    preds = predictions(probs)
+    copies = []
+    for rank, index in enumerate(order, start=1):
+        true, pred = classes[targets[index]], classes[preds[index]]
+        name = copy_name(rank, paths[index], probs[index, targets[index]], pred, probs[index, preds[index]])
+        destination = run.mistakes_dir / safe_name(true) / safe_name(pred) / name
+        copy_file(paths[index], destination)
+        copies.append(destination.relative_to(run.root).as_posix())
+    return copies
+
+
+def _write_csv(run: RunDir, order: np.ndarray, copies: list[str], paths: list[Path], targets: np.ndarray,
+               probs: np.ndarray, classes: list[str], label_issue: np.ndarray) -> None:
+    losses, gaps, preds = per_sample_loss(targets, probs), margins(targets, probs), predictions(probs)
+    self_confidence = probs[np.arange(len(targets)), targets]
+    header = ["rank", "path", "copy", "true", "predicted", *(f"prob_{c}" for c in classes), "loss", "margin",
+              "label_issue", "self_confidence"]
+    rows = [[rank, str(paths[i]), copy, classes[targets[i]], classes[preds[i]],
+             *(f"{p:.6f}" for p in probs[i]), f"{losses[i]:.6f}", f"{gaps[i]:.6f}", int(label_issue[i]),
+             f"{self_confidence[i]:.6f}"]
+            for rank, (i, copy) in enumerate(zip(order, copies), start=1)]
+    write_csv(run.mistakes_csv, header, rows)
+
+
+def _galleries(run: RunDir, cfg: MistakesConfig, order: np.ndarray, issues_order: np.ndarray,
+               suggested: np.ndarray, images: torch.Tensor, targets: np.ndarray, probs: np.ndarray,
+               classes: list[str]) -> None:
+    preds = predictions(probs)
+    shown = order[:cfg.gallery]
+    gallery([images[i] for i in shown],
+            [f"#{r} {classes[targets[i]]} -> {classes[preds[i]]} ({probs[i, preds[i]]:.2f})"
+             for r, i in enumerate(shown, start=1)],
+            run.mistakes_gallery_png, max_items=cfg.gallery,
+            suptitle=f"Worst {len(shown)} of {len(order)} mistakes on {cfg.split} (true -> predicted (p))")
+    flagged = issues_order[:cfg.gallery]
+    gallery([images[i] for i in flagged],
+            [f"labelled {classes[targets[i]]} ({probs[i, targets[i]]:.2f})\nlooks {classes[suggested[i]]} "
+             f"({probs[i, suggested[i]]:.2f})" for i in flagged],
+            run.label_errors_png, max_items=cfg.gallery,
+            suptitle=f"{len(issues_order)} likely label errors (lowest self-confidence first)")
+
+
+def run(cfg: MistakesConfig) -> MistakesResult:
+    run_dir = RunDir(Path(cfg.run))
+    loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision)
+    classes = loaded.classes
+    paths, targets_t, images = load_split(loaded, cfg.data, cfg.split)
+    if not paths:
+        raise ImgclfError(f"the {cfg.split} split has no images")
+    probs = predict_probs(loaded, images, cfg.batch_size).numpy().astype(np.float64)  # (N, K)
+    targets = targets_t.numpy()
+    order = rank_mistakes(targets, probs)
+    issues = find_label_issues(targets, probs)
+    clear_folder(run_dir, run_dir.mistakes_dir)
+    copies = _copy_mistakes(run_dir, order, paths, targets, probs, classes)
+    _write_csv(run_dir, order, copies, paths, targets, probs, classes, issues.flags)
+    _galleries(run_dir, cfg, order, issues.order, issues.suggested, images, targets, probs, classes)
+    _print_summary(order, paths, targets, probs, classes, issues.flags)
+    status(f"{len(order)} of {len(paths)} {cfg.split} images misclassified, {len(issues.order)} likely label "
+           f"errors; copies and {run_dir.mistakes_csv.name} in {run_dir.mistakes_dir}")
+    return MistakesResult(len(paths), len(order), len(issues.order), run_dir.mistakes_csv)
+
+
+def _print_summary(order: np.ndarray, paths: list[Path], targets: np.ndarray, probs: np.ndarray,
+                   classes: list[str], label_issue: np.ndarray) -> None:
+    preds, losses = predictions(probs), per_sample_loss(targets, probs)
+    rows = [[rank, classes[targets[i]], classes[preds[i]], float(probs[i, preds[i]]), float(losses[i]),
+             "yes" if label_issue[i] else "", paths[i].name]
+            for rank, i in enumerate(order[:TABLE_ROWS], start=1)]
+    print_table(["rank", "true", "predicted", "p_pred", "loss", "label_issue", "file"], rows)

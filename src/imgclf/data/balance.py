@@ -1,0 +1,69 @@
+"""Class imbalance: class weights for the loss, a class-balanced epoch order, and the warning.
+
+``--balance sampler`` draws each epoch's order with replacement so every class is
+equally likely (sample weight 1/n_c); the draw uses a generator seeded from
+(seed, epoch), so a resumed run sees exactly the same order. ``--balance loss``
+weights each class by n / (K * n_c) (scikit-learn's "balanced").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+IMBALANCE_RATIO = 3.0   # warn when the largest class has more than 3x the images of the smallest
+
+
+def class_counts(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K,) images per class of (N,) class indices, or positives per label of (N, K) multi-hot targets."""
+    if targets.ndim == 2:
+        return targets.float().sum(dim=0)
+    return torch.bincount(targets.long(), minlength=num_classes).float()
+
+
+def class_weights(counts: torch.Tensor) -> torch.Tensor:
+    """(K,) n / (K * n_c); a class without images gets weight 0."""
+    counts = counts.float()
+    k = len(counts)
+    return torch.where(counts > 0, counts.sum() / (k * counts.clamp_min(1)), torch.zeros_like(counts))
+
+
+def positive_weights(positives: torch.Tensor, num_images: int) -> torch.Tensor:
+    """(K,) multi-label ``pos_weight``: negatives / positives per label (1 where a label never occurs)."""
+    positives = positives.float()
+    return torch.where(positives > 0, (num_images - positives) / positives.clamp_min(1), torch.ones_like(positives))
+
+
+def balanced_order(targets: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """(N,) sample indices drawn with replacement, each class equally likely; seeded by (seed, epoch)."""
+    counts = torch.bincount(targets.long())
+    weights = 1.0 / counts[targets.long()].double()                  # (N,) 1 / n_c
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
+    return torch.multinomial(weights, len(targets), replacement=True, generator=gen)
+
+
+def imbalance_warning(counts: Mapping[str, int], ratio: float = IMBALANCE_RATIO) -> str | None:
+    """A message when the largest class has more than ``ratio`` times the images of the smallest."""
+    present = {name: n for name, n in counts.items() if n > 0}
+    if len(present) < 2:
+        return None
+    big, small = max(present, key=present.__getitem__), min(present, key=present.__getitem__)
+    if present[big] <= ratio * present[small]:
+        return None
+    return (f"class imbalance: '{big}' has {present[big]} train images, '{small}' only {present[small]} "
+            f"({present[big] / present[small]:.1f}x); consider --balance sampler or --balance loss")
+
+
+# --balance name -> what it changes: (loss class weights?, sampled epoch order?)
+BALANCE_MODES: dict[str, tuple[bool, bool]] = {"none": (False, False), "sampler": (False, True),
+                                               "loss": (True, False)}
+
+OrderFn = Callable[[int, int, int], torch.Tensor]   # (num_images, seed, epoch) -> (N,) indices
+
+
+def sampler_order_fn(targets: torch.Tensor) -> OrderFn:
+    """An epoch-order function for the Trainer that draws class-balanced orders of ``targets``."""
+    def order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+        return balanced_order(targets, seed, epoch)
+    return order

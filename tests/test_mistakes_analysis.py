@@ -1,0 +1,96 @@
+"""Ranking of mistakes, confident-learning label-issue flags, readable copy names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgclf.analysis.mistakes import (class_thresholds, copy_name, find_label_issues, margins,
+                                      multilabel_mistakes, rank_mistakes)
+
+
+def test_mistakes_are_ranked_by_loss() -> None:
+    targets = np.array([0, 1, 0, 1, 0])
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7], [0.45, 0.55]])
+    np.testing.assert_array_equal(rank_mistakes(targets, probs), [2, 1, 4])
+    np.testing.assert_allclose(margins(targets, probs), [0, 0.2, 0.6, 0, 0.1])
+
+
+def constructed_case() -> tuple[np.ndarray, np.ndarray]:
+    """Class 0 is predicted at 0.9 when right, class 1 at 0.7; samples 4-7 are the interesting ones."""
+    targets = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0])
+    probs = np.array([
+        [0.9, 0.1], [0.9, 0.1], [0.9, 0.1],     # clean class 0
+        [0.3, 0.7], [0.3, 0.7], [0.3, 0.7],     # clean class 1
+        [0.05, 0.95],                           # labelled 0, very sure it is 1: label issue
+        [0.55, 0.45],                           # labelled 1, wrong but 0.55 < t_0: mistake only
+        [0.2, 0.8],                             # labelled 0, 0.8 >= t_1: label issue
+    ])
+    return targets, probs
+
+
+def test_class_thresholds_are_mean_self_confidence() -> None:
+    targets, probs = constructed_case()
+    thresholds = class_thresholds(targets, probs)
+    np.testing.assert_allclose(thresholds, [(0.9 * 3 + 0.05 + 0.2) / 5, (0.7 * 3 + 0.45) / 4])
+
+
+def test_label_issues_on_a_constructed_case() -> None:
+    targets, probs = constructed_case()
+    issues = find_label_issues(targets, probs)
+    assert np.flatnonzero(issues.flags).tolist() == [6, 8]
+    assert issues.order.tolist() == [6, 8]  # lowest self-confidence first: 0.05 then 0.2
+    assert issues.suggested[6] == 1 and issues.suggested[7] == -1
+    assert issues.self_confidence[6] == pytest.approx(0.05)
+
+
+def test_label_issue_picks_the_most_probable_class_above_its_threshold() -> None:
+    targets = np.array([0, 1, 2, 0, 1, 2, 0])
+    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8],
+                      [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8],
+                      [0.0, 0.45, 0.55]])
+    issues = find_label_issues(targets, probs)
+    assert issues.flags.tolist() == [False] * 6 + [False]  # 0.45 < t_1 = 0.8, 0.55 < t_2 = 0.8
+    probs[6] = [0.02, 0.13, 0.85]
+    probs[1] = [0.1, 0.1, 0.8]  # lowers t_1 to 0.45
+    issues = find_label_issues(targets, probs)
+    assert issues.flags[6] and issues.suggested[6] == 2
+
+
+def test_correct_predictions_are_never_label_issues() -> None:
+    targets = np.array([0, 1, 1])
+    probs = np.array([[0.51, 0.49], [0.1, 0.9], [0.2, 0.8]])  # sample 0 right but p_1 >= t_1? no: 0.49 < 0.85
+    assert not find_label_issues(targets, probs).flags.any()
+
+
+def test_copy_name_is_readable_and_safe() -> None:
+    name = copy_name(3, "/data/val/real/img 01?.JPG", 0.1234, "fake", 0.8766)
+    assert name == "0003_img_01__p0.123_to_fake_p0.877.jpg"
+    long_name = copy_name(1, "/x/" + "é" * 300 + ".png", 0.5, "cat/dog", 0.5)
+    assert len(long_name.encode("utf-8")) <= 200
+    assert long_name.startswith("0001_é") and long_name.endswith("__p0.500_to_cat_dog_p0.500.png")
+    assert "/" not in copy_name(2, "../../etc/passwd", 0.0, "..", 1.0)
+
+
+def test_multilabel_mistakes_list_wrong_labels() -> None:
+    targets = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
+    probs = np.array([[0.9, 0.1, 0.8], [0.7, 0.2, 0.1], [0.6, 0.4, 0.1]])
+    wrong = multilabel_mistakes(targets, probs, ["a", "b", "c"])
+    assert [(w.index, w.missed, w.extra) for w in wrong] == [(1, ["b"], ["a"]), (2, ["b"], [])]
+
+
+def test_figures_are_written_atomically(tmp_path) -> None:
+    from PIL import Image
+
+    from imgclf.analysis.figures import Panel, enhancement_figure, gallery, summary_chart
+
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 3, 16, 16), dtype=np.uint8)
+    gallery(list(images), [f"a -> b ({i})" for i in range(5)], tmp_path / "g.png", max_items=4, cols=2)
+    gallery([], [], tmp_path / "empty.png")
+    panel = Panel(images[0], np.arange(256, dtype=np.uint8), "original")
+    enhancement_figure(panel, [Panel(images[1], np.stack([np.arange(256)] * 3), "x")], tmp_path / "e.png")
+    summary_chart(["gamma", "histeq"], [2, 0], [1, 3], tmp_path / "s.png")
+    for name in ("g.png", "empty.png", "e.png", "s.png"):
+        with Image.open(tmp_path / name) as img:
+            assert img.format == "PNG" and min(img.size) > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.png", "empty.png", "g.png", "s.png"]
