@@ -40,7 +40,7 @@ def write_digits(raw: Path) -> int:
 def run(cfg: DemoConfig) -> DemoResult:
     started = time.perf_counter()
     root = new_run_dir(cfg.out, "demo")
-    raw, data, run_dir = root / "raw", root / "data", root / "run"
+    raw, data, run_dir = root / "raw", root / "data", root / f"digits-{cfg.model}"
     status(f"[1/8] writing scikit-learn's handwritten digits as image folders under {raw}")
     count = write_digits(raw)
     status(f"      {count} images in 10 class folders")
