@@ -32,7 +32,7 @@ class PrepareConfig:
     jpg_quality: int = opt(95, "JPEG quality when --format jpg")
     max_pixels: int = opt(50_000_000, "reject images with more pixels than this (decompression bombs)")
     workers: int = opt(0, "decoding processes; 0 = one per CPU core")
-    force: bool = opt(False, "write into a non-empty DST that imgclf did not make")
+    force: bool = opt(False, "write into a non-empty DST that imgclf did not make", switch=True)
 
     def check(self) -> list[str]:
         problems: list[str] = []
@@ -55,7 +55,7 @@ class StatsConfig:
 
     data: Path = opt(help="a prepared folder (DATA/{train,val,...}/<class>/) or any class-folder tree",
                      positional=True)
-    json: bool = opt(False, "print the statistics as JSON instead of tables")
+    json: bool = opt(False, "print the statistics as JSON instead of tables", switch=True)
     max_images: int = opt(0, "use at most this many train images for mean/std (0 = all)")
 
     def check(self) -> list[str]:
@@ -71,9 +71,9 @@ class ShowConfig:
     n: int = opt(16, "how many samples")
     seed: int = opt(0, "which samples")
     split: str = opt("train", "which split to sample from (when DATA has splits)")
-    augmented: bool = opt(False, "show the samples after the training augmentation")
+    augmented: bool = opt(False, "show the samples after the training augmentation", switch=True)
     img_size: int = opt(112, "image size for --augmented")
-    force: bool = opt(False, "overwrite --out if it exists")
+    force: bool = opt(False, "overwrite --out if it exists", switch=True)
 
     def check(self) -> list[str]:
         return [] if 1 <= self.n <= 400 else [f"--n: must be 1..400, got {self.n}"]

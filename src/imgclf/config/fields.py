@@ -25,9 +25,13 @@ METAVARS = {int: "N", float: "X", Path: "PATH", str: "NAME"}
 
 
 def opt(default: Any = MISSING, help: str = "", *, positional: bool = False,
-        metavar: str | None = None, flag: str | None = None) -> Any:
-    """Declare a config field: its default, its help text and how it appears on the CLI."""
-    meta = {"help": help, "positional": positional, "metavar": metavar, "flag": flag}
+        metavar: str | None = None, flag: str | None = None, switch: bool = False) -> Any:
+    """Declare a config field: its default, its help text and how it appears on the CLI.
+
+    A bool is ``--name/--no-name``; ``switch=True`` makes it a plain ``--name`` (for actions such
+    as --force or --json that a config file has no reason to turn off).
+    """
+    meta = {"help": help, "positional": positional, "metavar": metavar, "flag": flag, "switch": switch}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -90,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["type"] = _scalar_parser(scalar)
             parser.add_argument(field.name, **kwargs)
             continue
-        if scalar is bool:   # --flag for off-by-default switches; --flag/--no-flag for on-by-default ones
-            kwargs["action"] = argparse.BooleanOptionalAction if field.default is True else "store_true"
+        if scalar is bool:
+            kwargs["action"] = "store_true" if meta.get("switch") else argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _scalar_parser(scalar)
             if is_tuple:

@@ -32,14 +32,14 @@ class PredictConfig:
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     paths: tuple[Path, ...] = opt(help="image files or folders", positional=True)
     topk: int = opt(3, "how many classes to list per image")
-    tta: bool = opt(False, "average with the horizontally flipped image")
+    tta: bool = opt(False, "average with the horizontally flipped image", switch=True)
     csv: Path | None = opt(None, "also write the predictions to this CSV file")
-    json: bool = opt(False, "print JSON instead of a table")
+    json: bool = opt(False, "print JSON instead of a table", switch=True)
     checkpoint: Checkpoint = opt("best", "which weights to use")
     batch_size: int = opt(256, "images per forward pass")
     device: Device = opt("auto", "auto = cuda when available, else cpu")
     precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
-    force: bool = opt(False, "overwrite --csv if it exists")
+    force: bool = opt(False, "overwrite --csv if it exists", switch=True)
 
     def check(self) -> list[str]:
         return [] if self.topk >= 1 else ["--topk: must be at least 1"]
@@ -50,7 +50,7 @@ class InspectConfig:
     """Model structure, parameters, optimizer state and resolved config of a run."""
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
-    json: bool = opt(False, "print JSON instead of tables")
+    json: bool = opt(False, "print JSON instead of tables", switch=True)
     checkpoint: Checkpoint = opt("last", "which weights to describe")
 
 

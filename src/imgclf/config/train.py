@@ -19,7 +19,7 @@ class TrainConfig:
     data: Path | None = opt(None, "prepared data: DATA/train/<class>/ and DATA/val/<class>/", positional=True)
     out: Path | None = opt(None, "run folder to create (default: a new runs/<model>-N)")
     resume: Path | None = opt(None, "continue the run in this folder exactly where it stopped")
-    list_models: bool = opt(False, "print the model names and exit")
+    list_models: bool = opt(False, "print the model names and exit", switch=True)
     # model
     model: str = opt("resnet18", "torchvision model name, 'small_cnn', or package.module:ClassName")
     pretrained: Path | None = opt(None, "load matching weights from this local file (safetensors, or a "
@@ -36,7 +36,8 @@ class TrainConfig:
     normalize: Literal["auto", "imagenet", "half"] = opt(
         "auto", "auto = mean/std of the train split; imagenet; half = 0.5/0.5")
     crop_padding: int = opt(-1, "random-crop padding in pixels; -1 = img_size/8, 0 = no crop")
-    hflip: bool = opt(True, "random horizontal flips in training")
+    hflip: bool = opt(False, "random horizontal flips in training (off by default: a mirrored digit, letter "
+                             "or scan can change class; turn it on for photos)")
     preprocess: str = opt("none", "an enhancement applied before the model in training and prediction, "
                                   "e.g. histeq or gamma:g=0.5")
     cache: Literal["auto", "memory", "off"] = opt(
@@ -44,7 +45,7 @@ class TrainConfig:
     cache_gb: float = opt(4.0, "memory budget for the decoded-image cache, GiB")
     workers: int = opt(-1, "loader processes when not cached; -1 = auto")
     # optimisation
-    epochs: int = opt(10, "passes over the train split")
+    epochs: int = opt(5, "passes over the train split")
     batch_size: int = opt(64, "images per optimisation step")
     optimizer: Literal["sgd", "adam", "adamw", "lbfgs"] = opt("sgd", "optimizer (lbfgs: one group, no weight decay)")
     lr: float = opt(0.05, "peak learning rate")
@@ -83,10 +84,10 @@ class TrainConfig:
     seed: int = opt(0, "seed of weights, data order and augmentation")
     deterministic: bool = opt(False, "deterministic algorithms (slower); same seed, same numbers")
     device: Device = opt("auto", "auto = cuda when available, else cpu")
-    precision: Precision = opt("auto", "auto = bf16 autocast + channels_last where supported, else fp32")
+    precision: Precision = opt("auto", "auto = bf16 autocast where the hardware is fast at it (CUDA, AMX CPUs), else fp32")
     compile: bool = opt(False, "torch.compile the model")
     nproc: int = opt(1, "processes on this machine (DDP through torchrun; one per GPU, gloo on CPU)")
-    force: bool = opt(False, "write into an existing --out folder")
+    force: bool = opt(False, "write into an existing --out folder", switch=True)
 
     def check(self) -> list[str]:
         problems: list[str] = []
