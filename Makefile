@@ -24,5 +24,8 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
