@@ -177,5 +177,5 @@ def test_fuzz_decoder_quick(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fuzz_decoder_long(tmp_path: Path) -> None:
-    """5,000 mutated files."""
-    run_fuzz(tmp_path, 5000, "fuzz_long")
+    """20,000 mutated files."""
+    run_fuzz(tmp_path, 20000, "fuzz_long")

@@ -116,7 +116,7 @@ def launch(cfg: TrainConfig) -> TrainResult:
 def _resumed_config(cfg: TrainConfig, ctx: Dist) -> tuple[TrainConfig, dict[str, Any]]:
     run = RunDir(Path(cfg.resume))  # type: ignore[arg-type]
     run.require_trained()
-    removed = remove_stale_temps(run.checkpoints_dir) if ctx.is_main else 0
+    removed = sum(map(remove_stale_temps, (run.root, run.checkpoints_dir))) if ctx.is_main else 0
     barrier(ctx)
     if removed:
         status(f"removed {removed} incomplete temp file(s) left by an interrupted save")
@@ -182,7 +182,7 @@ def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any, num_outputs
     if cfg.resume is None:
         toolbox.load_start_weights(cfg, model)
     model = model.to(runtime.device)
-    if runtime.channels_last:
+    if runtime.channels_last and cfg.optimizer != "lbfgs":   # LBFGS flattens grads with .view()
         model = model.to(memory_format=torch.channels_last)
     return torch.compile(model) if cfg.compile else model
 

@@ -91,6 +91,14 @@ class TrainConfig:
 
     def check(self) -> list[str]:
         problems: list[str] = []
+        if self.preprocess not in ("", "none"):
+            from imgclf.analysis.enhancements import parse_variant   # numpy + Pillow only
+            from imgclf.errors import UsageError
+
+            try:
+                parse_variant(self.preprocess)
+            except UsageError as err:
+                problems.append(str(err))
         if self.data is None and self.resume is None and not self.list_models:
             problems.append("DATA is required (or --resume RUN, or --list-models)")
         for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):

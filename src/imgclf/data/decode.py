@@ -211,3 +211,15 @@ def to_uint8_array(decoded: Image.Image, channels: int) -> np.ndarray:
     img = decoded if decoded.mode == mode else convert_mode(decoded, "rgb" if channels == 3 else "gray")
     arr = np.asarray(img, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def read_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the header alone; None for anything unreadable or not a regular file."""
+    path = Path(path)
+    try:
+        if not path.is_file():   # a FIFO or device named like an image would block the open
+            return None
+        with Image.open(path, formats=ALLOWED_FORMATS) as img:
+            return img.size
+    except Exception:  # an unreadable header is reported when the file is decoded
+        return None

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from imgclf.console import progress
-from imgclf.data.decode import ALLOWED_FORMATS, decode_image, to_uint8_array
+from imgclf.data.decode import decode_image, read_size, to_uint8_array
 from imgclf.errors import ImageDecodeError
 
 MAX_ASPECT = 8             # resize_center never makes the long side longer than this x img_size
@@ -87,15 +87,8 @@ def load_images(paths: Sequence[Path], img_size: int, channels: int, workers: in
 
 def median_side(paths: Sequence[Path], limit: int = 2000) -> int:
     """Median shorter side of up to ``limit`` images (headers only; unreadable files ignored)."""
-    sides = []
-    for path in list(paths)[:: max(1, len(paths) // limit)]:
-        if not path.is_file():  # a FIFO would block; missing files are reported when decoded
-            continue
-        try:
-            with Image.open(path, formats=ALLOWED_FORMATS) as img:  # never EPS & co.
-                sides.append(min(img.size))
-        except Exception:  # a bad file is reported when it is decoded
-            continue
+    sizes = [read_size(p) for p in list(paths)[:: max(1, len(paths) // limit)]]
+    sides = [min(size) for size in sizes if size is not None]
     return int(np.median(sides)) if sides else 0
 
 

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from imgclf.data.decode import ALLOWED_FORMATS, decode_image, is_image_name, to_uint8_array
+from imgclf.data.decode import decode_image, is_image_name, read_size, to_uint8_array
 from imgclf.data.discover import is_hidden
 from imgclf.errors import ImageDecodeError, ImgclfError
 
@@ -69,13 +68,7 @@ def list_labelled(split_dir: Path) -> list[tuple[Path, str]]:
 
 def image_sizes(paths: Sequence[Path]) -> tuple[list[tuple[int, int]], int]:
     """(width, height) of each readable image from its header only (fast), and the unreadable count."""
-    sizes: list[tuple[int, int]] = []
-    for path in paths:
-        try:
-            with Image.open(path, formats=ALLOWED_FORMATS) as img:
-                sizes.append(img.size)
-        except Exception:  # noqa: BLE001 - any unreadable header just counts as unreadable
-            pass
+    sizes = [size for size in map(read_size, paths) if size is not None]
     return sizes, len(paths) - len(sizes)
 
 
