@@ -106,6 +106,6 @@ class DemoConfig:
     """The whole pipeline on scikit-learn's bundled handwritten digits, no download."""
 
     out: Path = opt(Path("runs"), "folder under which the demo's data and run are created")
-    epochs: int = opt(4, "training epochs")
+    epochs: int = opt(6, "training epochs")
     model: str = opt("resnet18", "model to train")
     img_size: int = opt(32, "training resolution in pixels")
