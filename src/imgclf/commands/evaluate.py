@@ -11,6 +11,9 @@ import numpy as np
 from imgclf.analysis.metrics import classification_summary, per_sample_loss
 from imgclf.config import EvaluateConfig
 from imgclf.console import print_table, status
+from imgclf.artifacts import RunDir
+from imgclf.commands.multilabel import (is_multilabel_run, load_multilabel_split, multilabel_summary, threshold_of,
+                                        write_multilabel_predictions)
 from imgclf.engine.inference import LoadedModel, load_run_model, load_split, predict_probs
 from imgclf.io import write_csv, write_json
 from imgclf.reporting.plots import plot_confusion_matrix
@@ -47,6 +50,8 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device, cfg.precision)
     run_dir = loaded.run
     assert run_dir is not None
+    if is_multilabel_run(loaded):
+        return _run_multilabel(cfg, loaded, run_dir)
     paths, targets, probs = evaluate_split(loaded, cfg.data, cfg.split, cfg.batch_size)
     classes = loaded.classes
     summary = {"split": cfg.split, "checkpoint": cfg.checkpoint, "step": loaded.meta.get("step"),
@@ -68,3 +73,16 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     return EvaluateResult(summary["accuracy"], summary["loss"], summary)
 
 
+def _run_multilabel(cfg: EvaluateConfig, loaded: LoadedModel, run_dir: RunDir) -> EvaluateResult:
+    """Per-label precision/recall/F1, mean average precision and exact-match ratio at the run's threshold."""
+    paths, targets, probs, _ = load_multilabel_split(loaded, cfg.data, cfg.split, cfg.batch_size)
+    classes, threshold = loaded.classes, threshold_of(loaded)
+    summary = {"split": cfg.split, "checkpoint": cfg.checkpoint, "step": loaded.meta.get("step"),
+               "classes": classes, "roc_auc": None, **multilabel_summary(targets, probs, classes, threshold)}
+    write_multilabel_predictions(run_dir.predictions_csv, paths, targets, probs, classes, threshold)
+    write_json(run_dir.evaluation_json, summary)
+    print_table(["label", "precision", "recall", "f1", "support"],
+                [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in summary["per_class"]])
+    print(f"{cfg.split}: {len(paths)} images, per-label accuracy {summary['accuracy']:.4f}, mAP "
+          f"{summary['map']:.4f}, exact match {summary['exact_match']:.4f} (threshold {threshold})")
+    return EvaluateResult(summary["accuracy"], summary["loss"], summary)

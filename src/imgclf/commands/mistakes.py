@@ -15,7 +15,9 @@ from imgclf.analysis.mistakes import copy_name, find_label_issues, margins, rank
 from imgclf.artifacts import RunDir
 from imgclf.config import MistakesConfig
 from imgclf.console import print_table, status
-from imgclf.engine.inference import load_run_model, load_split, predict_probs
+from imgclf.commands.multilabel import (is_multilabel_run, load_multilabel_split, threshold_of,
+                                        write_multilabel_mistakes)
+from imgclf.engine.inference import LoadedModel, load_run_model, load_split, predict_probs
 from imgclf.errors import ImgclfError
 from imgclf.io import atomic_path, write_csv
 
@@ -94,6 +96,8 @@ def run(cfg: MistakesConfig) -> MistakesResult:
     run_dir = RunDir(Path(cfg.run))
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision)
     classes = loaded.classes
+    if is_multilabel_run(loaded):
+        return _run_multilabel(cfg, loaded, run_dir)
     paths, targets_t, images = load_split(loaded, cfg.data, cfg.split)
     if not paths:
         raise ImgclfError(f"the {cfg.split} split has no images")
@@ -118,3 +122,14 @@ def _print_summary(order: np.ndarray, paths: list[Path], targets: np.ndarray, pr
              "yes" if label_issue[i] else "", paths[i].name]
             for rank, i in enumerate(order[:TABLE_ROWS], start=1)]
     print_table(["rank", "true", "predicted", "p_pred", "loss", "label_issue", "file"], rows)
+
+
+def _run_multilabel(cfg: MistakesConfig, loaded: LoadedModel, run_dir: RunDir) -> MistakesResult:
+    """Images with any wrong label (missed or extra), copied to mistakes/multi-label/, ranked by loss."""
+    paths, targets, probs, _ = load_multilabel_split(loaded, cfg.data, cfg.split, cfg.batch_size)
+    clear_folder(run_dir, run_dir.mistakes_dir)
+    count = write_multilabel_mistakes(run_dir, paths, targets, probs, loaded.classes, threshold_of(loaded),
+                                      copy_file)
+    status(f"{count} of {len(paths)} {cfg.split} images have a wrong label; copies and "
+           f"{run_dir.mistakes_csv.name} in {run_dir.mistakes_dir}")
+    return MistakesResult(len(paths), count, 0, run_dir.mistakes_csv)
