@@ -139,7 +139,7 @@ def test_bce_single_logit_two_classes_and_balanced_sampler(tmp_path: Path) -> No
     run = tmp_path / "run"
     assert imgclf.cli.main(["train", str(data), "--out", str(run), *FAST, "--epochs", "2", "--loss", "bce",
                             "--balance", "sampler"]) == 0
-    loaded = load_run_model(run, "best", "cpu", "fp32")
+    loaded = load_run_model(run, "best", "cpu", "fp32", fused=False)
     assert loaded.meta["output"] == "sigmoid1" and loaded.model.classifier[4].out_features == 1
     result = imgclf.predict(run, [data / "val"], topk=2)
     assert all(sum(t["prob"] for t in r["top"]) == pytest.approx(1.0, abs=1e-5) for r in result.predictions)
