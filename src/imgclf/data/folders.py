@@ -32,6 +32,8 @@ def list_images(folder: Path) -> list[Path]:
 def list_split(data_root: Path, split: str, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """(paths, class indices, classes) of ``data_root/split``; classes default to its folders."""
     split_dir = data_root / split
+    if not data_root.is_dir():
+        raise ImgclfError(f"{data_root}: data folder not found")
     if not split_dir.is_dir():
         found = sorted(p.name for p in data_root.iterdir() if p.is_dir()) if data_root.is_dir() else []
         raise ImgclfError(f"{split_dir}: no '{split}' split here (found: {', '.join(found) or 'nothing'}); "
