@@ -39,3 +39,5 @@ def test_evaluate_and_mistakes_of_a_multilabel_run(tmp_path: Path) -> None:
     for m in mistakes:
         assert (run / m["copy"]).read_bytes() == Path(m["path"]).read_bytes()
         assert m["missing"] or m["extra"]
+    assert imgclf.report(run).exit_code == 0
+    assert 'id="per-class"' in RunDir(run).report_html.read_text(encoding="utf-8")
