@@ -96,30 +96,39 @@ def compute_channel_stats(paths: Sequence[Path], channels: int = 3, max_images: 
     ``max_images`` > 0 uses a seeded random subset, for speed on large sets.
     Unreadable files are skipped and counted. Pixel-weighted, so large images count more.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return compute_channel_stats_for(paths, (channels,), max_images, seed)[channels]
+
+
+def compute_channel_stats_for(paths: Sequence[Path], channel_counts: Sequence[int], max_images: int = 0,
+                              seed: int = 0) -> dict[int, ChannelStats]:
+    """:func:`compute_channel_stats` for several channel counts with one decode of each file."""
+    if any(c not in (1, 3) for c in channel_counts):
+        raise ValueError(f"channels must be 1 or 3, got {tuple(channel_counts)}")
     chosen = sorted(paths)
     if 0 < max_images < len(chosen):
         chosen = sorted(random.Random(seed).sample(chosen, max_images))
-    total = np.zeros(channels)
-    total_sq = np.zeros(channels)
+    sums = {c: (np.zeros(c), np.zeros(c)) for c in channel_counts}
     num_pixels = num_images = 0
     for path in chosen:
         try:
-            arr = to_uint8_array(decode_image(path, "keep").image, channels).astype(np.float64) / 255.0
+            image = decode_image(path, "keep").image
         except ImageDecodeError:
             continue
-        flat = arr.reshape(-1, channels)  # (H*W, C)
-        total += flat.sum(axis=0)
-        total_sq += (flat * flat).sum(axis=0)
-        num_pixels += flat.shape[0]
+        for c, (total, total_sq) in sums.items():
+            flat = to_uint8_array(image, c).astype(np.float64).reshape(-1, c) / 255.0   # (H*W, C)
+            total += flat.sum(axis=0)
+            total_sq += (flat * flat).sum(axis=0)
+        num_pixels += image.width * image.height
         num_images += 1
     if num_pixels == 0:
         raise ImgclfError("no readable images to compute mean/std from")
-    mean = total / num_pixels
-    std = np.sqrt(np.maximum(total_sq / num_pixels - mean * mean, 0.0))
-    return ChannelStats(tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std),
-                        num_images, num_pixels, len(chosen) - num_images)
+    out = {}
+    for c, (total, total_sq) in sums.items():
+        mean = total / num_pixels
+        std = np.sqrt(np.maximum(total_sq / num_pixels - mean * mean, 0.0))
+        out[c] = ChannelStats(tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std),
+                              num_images, num_pixels, len(chosen) - num_images)
+    return out
 
 
 def imbalance_warning(counts: dict[str, int], ratio: float = IMBALANCE_RATIO) -> str | None:
@@ -151,7 +160,8 @@ def dataset_stats(root: Path, max_images: int = 0) -> dict[str, Any]:
     sizes, unreadable = image_sizes(all_paths)
     norm_split = "train" if "train" in labelled else next(iter(labelled))
     norm_paths = sorted({p for p, _ in labelled[norm_split]})
-    norm = {name: compute_channel_stats(norm_paths, ch, max_images) for name, ch in (("rgb", 3), ("gray", 1))}
+    by_channels = compute_channel_stats_for(norm_paths, (3, 1), max_images)
+    norm = {"rgb": by_channels[3], "gray": by_channels[1]}
     per_class = {cls: by_split.get(norm_split, 0) for cls, by_split in sorted(counts.items())}
     warnings = [w for w in [imbalance_warning(per_class)] if w]
     if unreadable:
