@@ -24,7 +24,7 @@ from reliability_helpers import child_env, record_figures, wait_for
 from imgclf.artifacts import RunDir
 from imgclf.engine.checkpoint import load_state, load_weights
 
-TRAIN = ["--model", "small_cnn", "--batch-size", "4", "--img-size", "32", "--save-every", "1", "--precision", "fp32",
+TRAIN = ["--model", "small_cnn", "--batch-size", "4", "--lr", "0.01", "--img-size", "32", "--save-every", "1", "--precision", "fp32",
          "--device", "cpu", "--seed", "0"]
 STEPS_PER_EPOCH = 6   # 24 train images / 4
 

@@ -58,7 +58,7 @@ class TrainConfig:
     sched_args: tuple[str, ...] = opt((), "parameters per scheduler, e.g. exponential:gamma=0.9 "
                                           "'multistep:milestones=30|80,gamma=0.1' plateau:metric=val_loss,patience=2",
                                       metavar="NAME:KEY=V[,KEY=V]")
-    warmup_epochs: float = opt(0.3, "linear warm-up from lr/10, in epochs (one-cycle: its rise)")
+    warmup_epochs: float = opt(1.0, "linear warm-up from lr/10, in epochs (one-cycle: its rise)")
     step_size: int = opt(30, "step: epochs between decays")
     milestones: tuple[int, ...] = opt((30, 80), "multistep: epochs at which to decay")
     gamma: float = opt(0.1, "step/multistep/exponential: decay factor")
