@@ -62,6 +62,5 @@ def run(cfg: DemoConfig) -> DemoResult:
     report = RunDir(run_dir).report_html
     imgclf.report(run_dir)
     status(f"demo finished in {time.perf_counter() - started:.0f} s: val accuracy "
-           f"{evaluation.accuracy:.4f}; run folder {run_dir}")
-    print(f"report: {report}")
+           f"{evaluation.accuracy:.4f}; run folder {run_dir}; open the report printed above in a browser")
     return DemoResult(root, run_dir, report, float(evaluation.accuracy))
