@@ -53,3 +53,14 @@ def test_evaluate_on_a_missing_split_says_what_to_do(trained_run: Path, capsys: 
 def test_evaluate_on_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(tmp_path)]) == 1
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_preprocess_is_applied_alike_in_training_and_evaluation(split_data: Path, tmp_path: Path) -> None:
+    """--preprocess runs once on the cached images in training and per batch in evaluate: same numbers."""
+    run = tmp_path / "pre"
+    imgclf.train(split_data, out=run, model="small_cnn", epochs=1, batch_size=16, img_size=32,
+                 precision="fp32", preprocess="clahe")
+    logged = json.loads(RunDir(run).summary_json.read_text())["final"]
+    result = imgclf.evaluate(run, checkpoint="last", precision="fp32")
+    assert result.accuracy == pytest.approx(logged["val_acc"], abs=1e-6)
+    assert result.loss == pytest.approx(logged["val_loss"], abs=1e-5)

@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from imgclf.analysis.metrics import exact_match_ratio, mean_average_precision, multilabel_metrics
+from imgclf.analysis.metrics import multilabel_metrics
 from imgclf.analysis.mistakes import multilabel_mistakes, safe_name
 from imgclf.artifacts import RunDir
 from imgclf.console import print_table
-from imgclf.data.loading import load_images
 from imgclf.data.multilabel import multi_hot, read_labels_csv
-from imgclf.engine.inference import LoadedModel, predict_probs
+from imgclf.engine.inference import LoadedModel, decode_labelled, predict_probs
+from imgclf.engine.multilabel import multilabel_scores
 from imgclf.errors import ImgclfError
 from imgclf.io import write_csv
 
@@ -29,10 +30,7 @@ def load_multilabel_split(loaded: LoadedModel, data: Path | None, split: str, ba
     if root is None:
         raise ImgclfError("no data folder: pass DATA")
     paths, labels = read_labels_csv(Path(root) / split)
-    images, ok, errors = load_images(paths, loaded.img_size, loaded.channels, desc=f"decoding {split}")
-    if errors:
-        raise ImgclfError(f"{len(errors)} file(s) in {root}/{split} cannot be decoded: "
-                          + "; ".join(f"{p}: {r}" for p, r in errors[:5]))
+    images = decode_labelled(loaded, paths, f"{root}/{split}")
     targets = multi_hot(labels, loaded.classes).numpy()
     probs = predict_probs(loaded, images, batch_size).numpy().astype(np.float64)
     return paths, targets, probs, images
@@ -47,17 +45,13 @@ def label_names(row: np.ndarray, classes: list[str]) -> str:
 
 
 def multilabel_summary(targets: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float) -> dict:
-    """evaluation.json for a multi-label run; ``accuracy`` is the per-label accuracy (as val_acc in training)."""
-    predicted = probs >= threshold
-    per_label = multilabel_metrics(targets, probs, threshold)
+    """evaluation.json for a multi-label run: the numbers training logs, plus per-label P/R/F1."""
+    scores = multilabel_scores(torch.from_numpy(probs), torch.from_numpy(targets), threshold)
     return {"multi_label": True, "threshold": threshold, "num_images": int(len(targets)),
-            "accuracy": float((predicted == targets.astype(bool)).mean()),
-            "exact_match": exact_match_ratio(targets, probs, threshold),
-            "map": mean_average_precision(targets, probs), "macro_f1": float(np.mean(per_label.f1)),
-            "loss": float(-np.where(targets > 0, np.log(np.clip(probs, 1e-7, 1)),
-                                    np.log(np.clip(1 - probs, 1e-7, 1))).mean()),
+            "accuracy": scores["val_acc"], "loss": scores["val_loss"], "map": scores["val_map"],
+            "exact_match": scores["val_exact_match"], "macro_f1": scores["val_f1"],
             "per_class": [dict(zip(("class", "precision", "recall", "f1", "support"), row))
-                          for row in per_label.rows(classes)]}
+                          for row in multilabel_metrics(targets, probs, threshold).rows(classes)]}
 
 
 def write_multilabel_predictions(path: Path, paths: list[Path], targets: np.ndarray, probs: np.ndarray,

@@ -19,8 +19,8 @@ from imgclf.config import TrainConfig, command_line, config_to_dict
 from imgclf.config.fields import build_config
 from imgclf.console import print_table, status, warn
 from imgclf.data.preprocess import make_preprocess
-from imgclf.data.training import TrainingData
-from imgclf.data.transforms import normalization
+from imgclf.data.training import TrainingData, preprocess_cached
+from imgclf.data.transforms import Preprocess, normalization
 from imgclf.engine.checkpoint import load_state
 from imgclf.engine.fit import FitSettings, FitState, Trainer, steps_per_epoch
 from imgclf.engine.logger import MetricsLogger
@@ -69,6 +69,9 @@ def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
     seed_everything(cfg.seed, cfg.deterministic)
     assert cfg.data is not None
     data = toolbox.load_data(cfg, pin=runtime.device.type == "cuda")
+    preprocess = make_preprocess(cfg.preprocess)
+    if preprocess is not None and data.cached:
+        data, preprocess = preprocess_cached(data, preprocess), None   # done once, not every epoch
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
     root = cfg.resume if cfg.resume is not None else (_make_run_dir(cfg) if ctx.is_main else None)
     run_dir = RunDir(Path(broadcast_object(ctx, str(root))))
@@ -76,7 +79,7 @@ def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
     if resume_state is None and ctx.is_main:
         _write_run_start(run_dir, cfg, data, meta, runtime.describe(), ctx.world_size)
     model = _build_model(cfg, data, runtime, int(meta["num_outputs"]))
-    trainer = _make_trainer(cfg, model, data, runtime, run_dir, mean, std, meta, resume_state, ctx)
+    trainer = _make_trainer(cfg, model, data, runtime, run_dir, mean, std, meta, resume_state, ctx, preprocess)
     if ctx.is_main:
         ranks = f" x {ctx.world_size} processes" if ctx.enabled else ""
         status(f"training {cfg.model} on {data.train.num_images} images ({len(data.classes)} classes) at "
@@ -188,7 +191,8 @@ def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any, num_outputs
 
 
 def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, runtime: Any, run: RunDir,
-                  mean: list[float], std: list[float], meta: dict, resume_state: dict | None, ctx: Dist) -> Trainer:
+                  mean: list[float], std: list[float], meta: dict, resume_state: dict | None, ctx: Dist,
+                  preprocess: Preprocess | None) -> Trainer:
     optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                  cfg.head_lr)
     schedule = toolbox.make_schedule(cfg, steps_per_epoch(data.train.num_images, cfg.batch_size, ctx.world_size))
@@ -198,7 +202,7 @@ def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, 
         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, crop_padding=padding, hflip=cfg.hflip,
         mean=torch.tensor(mean, device=runtime.device), std=torch.tensor(std, device=runtime.device),
         schedule=schedule, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
-        save_every=cfg.save_every, best_metric=cfg.best_metric, preprocess=make_preprocess(cfg.preprocess),
+        save_every=cfg.save_every, best_metric=cfg.best_metric, preprocess=preprocess,
         meta=meta, output=meta["output"], threshold=cfg.threshold, teacher=toolbox.make_teacher(cfg, data),
         order_fn=toolbox.make_order_fn(cfg, data), freeze=FreezePlan(cfg.freeze_backbone, cfg.unfreeze_at),
         stopper=stopper)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from imgclf.console import status, warn
 from imgclf.data.folders import list_split
 from imgclf.data.loading import auto_img_size, load_images
 from imgclf.data.sources import BatchSource, StreamSource, TensorSource
-from imgclf.data.transforms import channel_stats
+from imgclf.data.transforms import Preprocess, channel_stats
 from imgclf.errors import ImgclfError
 
 GIB = 1024 ** 3
@@ -84,3 +85,15 @@ def _cached(classes: list[str], img_size: int, channels: int, train_paths: list[
     return TrainingData(classes, img_size, channels, TensorSource(train_images, train_t),
                         TensorSource(val_images, val_t), _counts(train_t, classes), _counts(val_t, classes),
                         mean, std, cached=True, rejected=rejected)
+
+
+def preprocess_cached(data: TrainingData, preprocess: Preprocess, batch: int = 512) -> TrainingData:
+    """Apply a deterministic ``--preprocess`` once to images held in memory (not every epoch), and
+    recompute the train mean/std on what the model will actually see."""
+    def apply(source: TensorSource) -> TensorSource:
+        images = torch.cat([preprocess(source.images[i:i + batch]) for i in range(0, source.num_images, batch)])
+        return TensorSource(images, source.targets)
+
+    train, val = apply(data.train), apply(data.val)   # type: ignore[arg-type]
+    mean, std = channel_stats(train.images)
+    return dataclasses.replace(data, train=train, val=val, mean=mean, std=std)

@@ -80,7 +80,7 @@ def evaluate(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torc
         scores = multilabel_scores(probs, targets.float(), threshold)
         extra = {k: v for k, v in scores.items() if k not in ("val_loss", "val_acc")}
         return EvalResult(probs, targets, scores["val_loss"], scores["val_acc"], extra)
-    picked = probs[torch.arange(len(targets)), targets].clamp_min(1e-12)
-    loss = float(-picked.log().mean())
-    accuracy = float((probs.argmax(1) == targets).float().mean())
-    return EvalResult(probs, targets, loss, accuracy)
+    from imgclf.analysis.metrics import accuracy, mean_loss
+
+    t, p = targets.numpy(), probs.numpy()
+    return EvalResult(probs, targets, mean_loss(t, p), accuracy(t, p))

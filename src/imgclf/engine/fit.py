@@ -195,10 +195,13 @@ class Trainer:
                 break
         return self.state
 
+    def seed_step(self, step: int) -> None:
+        """Dropout & co. depend on (seed, step, rank) only: exact resume, the same masks on re-evaluation."""
+        torch.manual_seed(self.s.seed * 1_000_003 + step + 7_919 * self.ctx.rank)
+
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, spe: int) -> torch.Tensor:
         step = self.state.step
-        # dropout & co. and augmentation depend on (seed, step, rank) only: exact resume
-        torch.manual_seed(self.s.seed * 1_000_003 + step + 7_919 * self.ctx.rank)
+        self.seed_step(step)
         images = images.to(self.runtime.device, non_blocking=True)
         targets = targets.to(self.runtime.device, non_blocking=True)
         if self.s.preprocess is not None:
@@ -217,7 +220,7 @@ class Trainer:
 
         def forward_loss() -> torch.Tensor:
             if closure:
-                torch.manual_seed(self.s.seed * 1_000_003 + step + 7_919 * self.ctx.rank)
+                self.seed_step(step)
             with autocast():
                 logits = self.train_model(x)
             return self.loss_fn(logits.float(), targets, *extra)

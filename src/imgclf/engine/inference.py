@@ -179,11 +179,17 @@ def load_split(loaded: LoadedModel, data_root: Path | None, split: str) -> tuple
     if root is None:
         raise ImgclfError("no data folder: pass DATA")
     paths, targets, _ = list_split(Path(root), split, loaded.classes)
-    images, ok, errors = load_images(paths, loaded.img_size, loaded.channels, desc=f"decoding {split}")
+    images = decode_labelled(loaded, paths, f"{root}/{split}")
+    return paths, torch.tensor(targets, dtype=torch.long), images
+
+
+def decode_labelled(loaded: LoadedModel, paths: Sequence[Path], where: str) -> torch.Tensor:
+    """uint8 images of a labelled split; any undecodable file is an error (metrics need every image)."""
+    images, _, errors = load_images(paths, loaded.img_size, loaded.channels, desc=f"decoding {where}")
     if errors:
         listing = "; ".join(f"{p}: {r}" for p, r in errors[:5])
-        raise ImgclfError(f"{len(errors)} file(s) in {root}/{split} cannot be decoded: {listing}")
-    return paths, torch.tensor(targets, dtype=torch.long), images
+        raise ImgclfError(f"{len(errors)} file(s) in {where} cannot be decoded: {listing}")
+    return images
 
 
 def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
