@@ -13,7 +13,7 @@ import imgclf
 from imgclf.artifacts import RunDir
 from imgclf.cli import main
 from imgclf.engine.distributed import Dist, eval_shard
-from imgclf.engine.fit import epoch_batches
+from imgclf.training.fit import epoch_batches
 
 TESTS = Path(__file__).parent
 

@@ -15,7 +15,7 @@ from imgclf.data.transforms import augment_batch, random_crop, sample_augment_pa
 from imgclf.engine.checkpoint import load_state, load_weights, save_weights
 from imgclf.errors import CheckpointError, UsageError
 from imgclf.models.registry import create_model, head_parameter_names, list_models
-from imgclf.optim import ScheduleSpec, create_optimizer, lr_factor
+from imgclf.training.optim import ScheduleSpec, create_optimizer, lr_factor
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:
@@ -138,7 +138,7 @@ def snapshot_run_at(monkeypatch: pytest.MonkeyPatch, step: int, copy_to: Path) -
     """Copy the whole run folder right after the save at ``step``: the state a kill would leave."""
     import shutil
 
-    from imgclf.engine.fit import Trainer
+    from imgclf.training.fit import Trainer
 
     original = Trainer.save
 

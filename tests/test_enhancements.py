@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from imgclf.analysis.enhance import apply_enhancement, luma, map_planes, transfer_curves
-from imgclf.analysis.enhancements import (ENHANCEMENTS, curve_lut, parse_settings, parse_variant,
-                                          plan_variants)
+from imgclf.analysis.enhancements import ENHANCEMENTS, curve_lut
+from imgclf.config.enhancements import parse_settings, parse_variant, plan_variants
 from imgclf.errors import UsageError
 
 X = np.arange(256, dtype=np.float64)

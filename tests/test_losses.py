@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from imgclf.engine.distill import DistillationLoss, kd_divergence
-from imgclf.losses import create_loss, logits_to_probs, num_model_outputs, output_kind, smooth_targets
+from imgclf.training.distill import DistillationLoss, kd_divergence
+from imgclf.models.outputs import logits_to_probs, num_model_outputs
+from imgclf.training.losses import create_loss, output_kind, smooth_targets
 
 LOGITS = torch.tensor([[0.6614, 0.2669, 0.0617], [0.6213, -0.4519, -0.1661]])
 TARGETS = torch.tensor([0, 2])

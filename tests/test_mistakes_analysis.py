@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf.analysis.mistakes import (class_thresholds, copy_name, find_label_issues, margins,
-                                      multilabel_mistakes, rank_mistakes)
+from imgclf.analysis.mistakes import class_thresholds, copy_name, find_label_issues, margins, rank_mistakes
+from imgclf.analysis.multilabel import multilabel_mistakes
 
 
 def test_mistakes_are_ranked_by_loss() -> None:

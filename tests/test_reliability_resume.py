@@ -43,7 +43,7 @@ def tensors_equal(a: object, b: object) -> bool:
 @pytest.fixture(scope="module")
 def full_and_stopped(split_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """The uninterrupted run, and copies of it taken right after the saves at STOPS."""
-    from imgclf.engine.fit import Trainer
+    from imgclf.training.fit import Trainer
 
     root = tmp_path_factory.mktemp("resume")
     copies = {name: root / name for name in STOPS}

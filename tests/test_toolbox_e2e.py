@@ -46,7 +46,7 @@ def test_multilabel_two_attributes_learned_above_90_percent(tmp_path: Path) -> N
     from imgclf.data.multilabel import read_labels_csv
     from imgclf.engine.inference import load_run_model, predict_probs
     from imgclf.data.loading import load_images
-    from imgclf.engine.multilabel import per_label_accuracy
+    from imgclf.analysis.metrics import per_label_accuracy
     from imgclf.data.multilabel import multi_hot
 
     write_attribute_images(tmp_path / "raw")

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from imgclf.data.balance import balanced_order, class_weights, imbalance_warning, positive_weights
+from imgclf.data.balance import balanced_order, class_weights, positive_weights
+from imgclf.data.stats import imbalance_warning
 from imgclf.data.multilabel import multi_hot
-from imgclf.engine.multilabel import multilabel_scores, per_label_accuracy
-from imgclf.engine.stopping import EarlyStopping
+from imgclf.analysis.metrics import multilabel_scores, per_label_accuracy
+from imgclf.training.stopping import EarlyStopping
 from imgclf.models.init import INITIALIZERS, init_weights
 
 

@@ -54,6 +54,12 @@ def _umask() -> int:
     return mask
 
 
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether the real path of ``path`` is the real path of ``root`` or below it (links resolved)."""
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

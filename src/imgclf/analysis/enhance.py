@@ -9,6 +9,7 @@ an idle machine but many times slower when other processes share the cores).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from PIL import Image
 
 from imgclf.analysis.enhancements import (LEVELS, Variant, curve_lut, get_enhancement, histograms,
                                           to_lut)
+from imgclf.config.enhancements import parse_variant
+from imgclf.data.transforms import Preprocess
 
 ColorMode = Literal["luma", "channels"]
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -156,6 +159,14 @@ def apply_enhancement(images: Any, name: str, params: dict[str, float] | None = 
     for start in range(0, array.shape[0], chunk):
         out[start:start + chunk] = _enhance_chunk(array[start:start + chunk], name, params or {}, color)
     return torch.from_numpy(out).to(images.device) if was_torch else out
+
+
+def make_preprocess(spec: str, color: ColorMode = "luma") -> Preprocess | None:
+    """``--preprocess``: ``none`` -> None; ``histeq`` / ``gamma:g=0.5`` -> a function on uint8 (B, C, H, W)."""
+    if spec in ("", "none"):
+        return None
+    variant = parse_variant(spec, flag="--preprocess")
+    return functools.partial(apply_enhancement, name=variant.name, params=variant.params, color=color)
 
 
 def apply_variants(images: Any, variants: Sequence[Variant], color: ColorMode = "luma") -> list[Any]:

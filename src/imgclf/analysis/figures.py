@@ -15,18 +15,10 @@ from typing import Any
 import numpy as np
 
 from imgclf.io import atomic_path
+from imgclf.reporting.plots import pyplot
 
 PANEL_IN = 2.4  # inches per image panel
 DPI = 100
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def to_display(image: Any) -> np.ndarray:
@@ -44,7 +36,7 @@ def _show(ax: Any, image: Any, title: str, fontsize: float = 8) -> None:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
@@ -54,7 +46,7 @@ def _save(fig: Any, path: Path) -> Path:
 def gallery(images: Sequence[Any], titles: Sequence[str], path: Path, max_items: int = 36, cols: int = 6,
             suptitle: str = "") -> Path:
     """A grid of up to ``max_items`` images (C, H, W) uint8, each with its title; PNG at ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     count = min(len(images), max_items)
     cols = max(1, min(cols, count or 1))
     rows = max(1, math.ceil(count / cols))
@@ -134,7 +126,7 @@ class EnhancementFigures:
     """
 
     def __init__(self, num_panels: int, max_cols: int = 6) -> None:
-        plt = _pyplot()
+        plt = pyplot()
         cols = max(1, min(max_cols, num_panels))
         blocks = math.ceil(num_panels / cols)
         self.fig = plt.figure(figsize=(cols * PANEL_IN, blocks * 3 * PANEL_IN * 0.85 + 0.6))
@@ -165,7 +157,7 @@ class EnhancementFigures:
         return path
 
     def close(self) -> None:
-        _pyplot().close(self.fig)
+        pyplot().close(self.fig)
 
 
 def enhancement_figure(original: Panel, variants: Sequence[Panel], path: Path, suptitle: str = "",
@@ -181,7 +173,7 @@ def enhancement_figure(original: Panel, variants: Sequence[Panel], path: Path, s
 def summary_chart(labels: Sequence[str], rescued: Sequence[int], broken: Sequence[int], path: Path,
                   title: str = "") -> Path:
     """Horizontal bars per transform: images rescued (right, green) and broken (left, red), net gain marked."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     count = max(len(labels), 1)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 MIN_PROB = 1e-12  # probabilities are clipped here before log: the largest loss is -log(1e-12) = 27.6
 
@@ -174,3 +175,25 @@ def exact_match_ratio(targets: np.ndarray, probs: np.ndarray, threshold: float =
     actual = np.asarray(targets).astype(bool)
     matches = np.all(actual == (np.asarray(probs) >= threshold), axis=1)
     return float(matches.mean()) if len(matches) else 0.0
+
+
+def multilabel_scores(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:
+    """{val_loss, val_acc, val_map, val_exact_match, val_f1} of (N, K) sigmoid probs and 0/1 targets.
+
+    ``val_acc`` of a multi-label run is the per-label accuracy (mean over images and labels of a
+    correct yes/no decision at the threshold), so checkpoint selection and the training table
+    work unchanged; the other metrics are logged beside it.
+    """
+    p = probs.double().clamp(MIN_PROB, 1 - MIN_PROB)
+    y = targets.double()
+    loss = float(-(y * p.log() + (1 - y) * (1 - p).log()).mean()) if len(y) else 0.0
+    decided = (probs >= threshold) == targets.bool()
+    t, pr = targets.numpy(), probs.numpy()
+    return {"val_loss": loss, "val_acc": float(decided.float().mean()) if len(y) else 0.0,
+            "val_map": mean_average_precision(t, pr), "val_exact_match": exact_match_ratio(t, pr, threshold),
+            "val_f1": float(np.mean(multilabel_metrics(t, pr, threshold).f1))}
+
+
+def per_label_accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """(K,) fraction of images whose yes/no decision for each label is right."""
+    return ((probs >= threshold) == targets.bool()).float().mean(dim=0)

@@ -9,13 +9,12 @@ other class j reaches its own threshold; those are ranked by self-confidence p_i
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from imgclf.analysis.metrics import MIN_PROB, per_sample_loss, predictions, true_probs
+from imgclf.analysis.metrics import per_sample_loss, predictions, true_probs
 
 MAX_NAME_BYTES = 200
 UNSAFE_CHARS = re.compile(r"[^\w.\-]+")  # keeps letters of any script, digits, _ . -
@@ -90,29 +89,3 @@ def copy_name(rank: int, path: str | Path, true_prob: float, predicted: str, pre
     head = f"{rank:04d}_"
     room = MAX_NAME_BYTES - len(head.encode()) - len(tail.encode())
     return head + (_truncate_utf8(safe_name(path.stem), room) or "image") + tail
-
-
-# --- multi-label -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class WrongLabels:
-    """One multi-label sample the model gets wrong: labels it missed and labels it added."""
-
-    index: int
-    missed: list[str]
-    extra: list[str]
-    loss: float
-
-
-def multilabel_mistakes(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str],
-                        threshold: float = 0.5) -> list[WrongLabels]:
-    """Samples with any wrong label, highest mean binary cross-entropy first."""
-    actual = np.asarray(targets).astype(bool)
-    probs = np.clip(np.asarray(probs, dtype=np.float64), MIN_PROB, 1.0 - MIN_PROB)
-    predicted = probs >= threshold
-    losses = -np.where(actual, np.log(probs), np.log1p(-probs)).mean(axis=1)
-    wrong = np.flatnonzero(np.any(actual != predicted, axis=1))
-    wrong = wrong[np.argsort(-losses[wrong], kind="mergesort")]
-    return [WrongLabels(int(i), [classes[k] for k in np.flatnonzero(actual[i] & ~predicted[i])],
-                        [classes[k] for k in np.flatnonzero(~actual[i] & predicted[i])], float(losses[i]))
-            for i in wrong]

@@ -11,7 +11,8 @@ import torch
 
 from imgclf.analysis.enhance import (SUMMARY_COLUMNS, VariantScore, apply_enhancement, luma, predict_variants,
                                      score_variants, transfer_curves)
-from imgclf.analysis.enhancements import Variant, plan_variants
+from imgclf.analysis.enhancements import Variant
+from imgclf.config.enhancements import plan_variants
 from imgclf.analysis.figures import EnhancementFigures, Panel, summary_chart
 from imgclf.analysis.mistakes import safe_name
 from imgclf.artifacts import RunDir

@@ -12,9 +12,8 @@ from imgclf.analysis.metrics import classification_summary, per_sample_loss
 from imgclf.config import EvaluateConfig
 from imgclf.console import print_table, status
 from imgclf.artifacts import RunDir
-from imgclf.commands.multilabel import (is_multilabel_run, load_multilabel_split, multilabel_summary, threshold_of,
-                                        write_multilabel_predictions)
-from imgclf.engine.inference import LoadedModel, load_run_model, load_split, predict_probs
+from imgclf.analysis.multilabel import multilabel_prediction_rows, multilabel_summary
+from imgclf.engine.inference import LoadedModel, load_multilabel_split, load_run_model, load_split, predict_probs
 from imgclf.io import write_csv, write_json
 from imgclf.reporting.plots import plot_confusion_matrix
 
@@ -50,7 +49,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device, cfg.precision)
     run_dir = loaded.run
     assert run_dir is not None
-    if is_multilabel_run(loaded):
+    if loaded.multi_label:
         return _run_multilabel(cfg, loaded, run_dir)
     paths, targets, probs = evaluate_split(loaded, cfg.data, cfg.split, cfg.batch_size)
     classes = loaded.classes
@@ -75,11 +74,12 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
 
 def _run_multilabel(cfg: EvaluateConfig, loaded: LoadedModel, run_dir: RunDir) -> EvaluateResult:
     """Per-label precision/recall/F1, mean average precision and exact-match ratio at the run's threshold."""
-    paths, targets, probs, _ = load_multilabel_split(loaded, cfg.data, cfg.split, cfg.batch_size)
-    classes, threshold = loaded.classes, threshold_of(loaded)
+    paths, targets, images = load_multilabel_split(loaded, cfg.data, cfg.split)
+    probs = predict_probs(loaded, images, cfg.batch_size).numpy().astype(np.float64)   # (N, K)
+    classes, threshold = loaded.classes, loaded.threshold
     summary = {"split": cfg.split, "checkpoint": cfg.checkpoint, "step": loaded.meta.get("step"),
                "classes": classes, "roc_auc": None, **multilabel_summary(targets, probs, classes, threshold)}
-    write_multilabel_predictions(run_dir.predictions_csv, paths, targets, probs, classes, threshold)
+    write_csv(run_dir.predictions_csv, *multilabel_prediction_rows(paths, targets, probs, classes, threshold))
     write_json(run_dir.evaluation_json, summary)
     print_table(["label", "precision", "recall", "f1", "support"],
                 [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in summary["per_class"]])

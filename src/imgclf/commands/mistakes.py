@@ -15,9 +15,8 @@ from imgclf.analysis.mistakes import copy_name, find_label_issues, margins, rank
 from imgclf.artifacts import RunDir
 from imgclf.config import MistakesConfig
 from imgclf.console import print_table, status
-from imgclf.commands.multilabel import (is_multilabel_run, load_multilabel_split, threshold_of,
-                                        write_multilabel_mistakes)
-from imgclf.engine.inference import LoadedModel, load_run_model, load_split, predict_probs
+from imgclf.analysis.multilabel import multilabel_mistake_rows, multilabel_mistakes
+from imgclf.engine.inference import LoadedModel, load_multilabel_split, load_run_model, load_split, predict_probs
 from imgclf.errors import ImgclfError
 from imgclf.io import atomic_path, write_csv
 
@@ -96,7 +95,7 @@ def run(cfg: MistakesConfig) -> MistakesResult:
     run_dir = RunDir(Path(cfg.run))
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision)
     classes = loaded.classes
-    if is_multilabel_run(loaded):
+    if loaded.multi_label:
         return _run_multilabel(cfg, loaded, run_dir)
     paths, targets_t, images = load_split(loaded, cfg.data, cfg.split)
     if not paths:
@@ -126,10 +125,20 @@ def _print_summary(order: np.ndarray, paths: list[Path], targets: np.ndarray, pr
 
 def _run_multilabel(cfg: MistakesConfig, loaded: LoadedModel, run_dir: RunDir) -> MistakesResult:
     """Images with any wrong label (missed or extra), copied to mistakes/multi-label/, ranked by loss."""
-    paths, targets, probs, _ = load_multilabel_split(loaded, cfg.data, cfg.split, cfg.batch_size)
+    paths, targets, images = load_multilabel_split(loaded, cfg.data, cfg.split)
+    probs = predict_probs(loaded, images, cfg.batch_size).numpy().astype(np.float64)   # (N, K)
     clear_folder(run_dir, run_dir.mistakes_dir)
-    count = write_multilabel_mistakes(run_dir, paths, targets, probs, loaded.classes, threshold_of(loaded),
-                                      copy_file)
-    status(f"{count} of {len(paths)} {cfg.split} images have a wrong label; copies and "
+    wrong = multilabel_mistakes(targets, probs, loaded.classes, loaded.threshold)
+    copies = []
+    for rank, item in enumerate(wrong, start=1):
+        source = paths[item.index]
+        destination = run_dir.mistakes_dir / "multi-label" / f"{rank:04d}_{safe_name(source.stem)}{source.suffix}"
+        copy_file(source, destination)
+        copies.append(destination.relative_to(run_dir.root).as_posix())
+    header, rows = multilabel_mistake_rows(wrong, paths, copies, targets, probs, loaded.classes, loaded.threshold)
+    write_csv(run_dir.mistakes_csv, header, rows)
+    print_table(["rank", "missing", "extra", "loss", "file"],
+                [[r[0], r[5] or "-", r[6] or "-", float(r[-1]), Path(r[1]).name] for r in rows[:TABLE_ROWS]])
+    status(f"{len(wrong)} of {len(paths)} {cfg.split} images have a wrong label; copies and "
            f"{run_dir.mistakes_csv.name} in {run_dir.mistakes_dir}")
-    return MistakesResult(len(paths), count, 0, run_dir.mistakes_csv)
+    return MistakesResult(len(paths), len(wrong), 0, run_dir.mistakes_csv)

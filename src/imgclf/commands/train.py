@@ -8,6 +8,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,23 +18,30 @@ import torch
 from imgclf.artifacts import RunDir, new_run_dir
 from imgclf.config import TrainConfig, command_line, config_to_dict
 from imgclf.config.fields import build_config
+from imgclf.analysis.enhance import make_preprocess
 from imgclf.console import print_table, status, warn
-from imgclf.data.preprocess import make_preprocess
-from imgclf.data.training import TrainingData, preprocess_cached
+from imgclf.data.balance import loss_weights, sampler_order_fn
+from imgclf.data.multilabel import load_multilabel_data, resolve_multi_label
+from imgclf.data.stats import imbalance_warning
+from imgclf.data.training import TrainingData, load_training_data, preprocess_cached
 from imgclf.data.transforms import Preprocess, normalization
 from imgclf.engine.checkpoint import load_state
-from imgclf.engine.fit import FitSettings, FitState, Trainer, steps_per_epoch
-from imgclf.engine.logger import MetricsLogger
 from imgclf.engine.distributed import (Dist, barrier, broadcast_object, init_distributed, launched_by_torchrun,
                                       shutdown)
 from imgclf.engine.runtime import Runtime, configure_threads, resolve_device, resolve_runtime, seed_everything
 from imgclf.errors import ImgclfError
 from imgclf.io import read_json, remove_stale_temps, write_json
-from imgclf.commands import train_toolbox as toolbox
 from imgclf.models.init import init_weights
+from imgclf.models.outputs import num_model_outputs
+from imgclf.models.pretrained import load_pretrained, load_torchvision_weights
 from imgclf.models.registry import create_model, list_models
-from imgclf.engine.stopping import EarlyStopping
-from imgclf.optim import FreezePlan, create_optimizer
+from imgclf.training.distill import DistillationLoss, load_teacher
+from imgclf.training.fit import FitSettings, FitState, Trainer, steps_per_epoch
+from imgclf.training.logger import MetricsLogger
+from imgclf.training.losses import create_loss, loss_name_for, resolve_output
+from imgclf.training.optim import FreezePlan, create_optimizer
+from imgclf.training.schedules import create_schedule
+from imgclf.training.stopping import EarlyStopping
 
 # What may differ from the saved config when resuming (everything else is the run's own).
 RESUMABLE = ("epochs", "device", "nproc", "eval_every", "eval_batches", "save_every", "workers", "cache", "cache_gb")
@@ -67,15 +75,15 @@ def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
     runtime = resolve_runtime(cfg.device, cfg.precision)
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     seed_everything(cfg.seed, cfg.deterministic)
-    assert cfg.data is not None
-    data = toolbox.load_data(cfg, pin=runtime.device.type == "cuda")
+    multi_label = resolve_multi_label(cfg.data, cfg.multi_label)
+    data = _load_data(cfg, multi_label, pin=runtime.device.type == "cuda")
     preprocess = make_preprocess(cfg.preprocess)
     if preprocess is not None and data.cached:
         data, preprocess = preprocess_cached(data, preprocess), None   # done once, not every epoch
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
     root = cfg.resume if cfg.resume is not None else (_make_run_dir(cfg) if ctx.is_main else None)
     run_dir = RunDir(Path(broadcast_object(ctx, str(root))))
-    meta = _weights_meta(cfg, data, mean, std)
+    meta = _weights_meta(cfg, data, mean, std, resolve_output(cfg.loss, multi_label, data.classes))
     if resume_state is None and ctx.is_main:
         _write_run_start(run_dir, cfg, data, meta, runtime.describe(), ctx.world_size)
     model = _build_model(cfg, data, runtime, int(meta["num_outputs"]))
@@ -156,13 +164,29 @@ def _make_run_dir(cfg: TrainConfig) -> Path:
     return out
 
 
-def _weights_meta(cfg: TrainConfig, data: TrainingData, mean: list[float], std: list[float]) -> dict[str, Any]:
+def _load_data(cfg: TrainConfig, multi_label: bool, pin: bool) -> TrainingData:
+    """Single- or multi-label training data; warns about class imbalance unless --balance handles it."""
+    if cfg.data is None:
+        raise ImgclfError("DATA is required (or --resume RUN)")
+    channels = 1 if cfg.channels == "gray" else 3
+    if multi_label:
+        data = load_multilabel_data(cfg.data, cfg.img_size, channels, cfg.cache_gb, cfg.workers)
+    else:
+        data = load_training_data(cfg.data, cfg.img_size, channels, cfg.cache, cfg.cache_gb, cfg.workers, pin=pin)
+    message = imbalance_warning(data.train_counts)
+    if message and cfg.balance == "none":
+        warn(message)
+    return data
+
+
+def _weights_meta(cfg: TrainConfig, data: TrainingData, mean: list[float], std: list[float],
+                  output: str) -> dict[str, Any]:
     """What a checkpoint carries so ``predict`` rebuilds the model and its exact eval pipeline."""
     return {"format": "imgclf-weights-1", "model": cfg.model, "num_classes": len(data.classes),
             "in_channels": data.channels, "classes": data.classes, "img_size": data.img_size,
             "resize": "shorter-side + centre crop", "mean": mean, "std": std, "preprocess": cfg.preprocess,
-            "data": str(cfg.data.resolve()) if cfg.data else None,
-            **toolbox.toolbox_meta(cfg, toolbox.output_of(cfg, data), len(data.classes))}
+            "data": str(cfg.data.resolve()) if cfg.data else None, "output": output,
+            "num_outputs": num_model_outputs(output, len(data.classes)), "threshold": cfg.threshold}
 
 
 def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: dict, runtime: str,
@@ -182,8 +206,10 @@ def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: di
 def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any, num_outputs: int) -> torch.nn.Module:
     model = create_model(cfg.model, num_outputs, data.channels)
     init_weights(model, cfg.init)
-    if cfg.resume is None:
-        toolbox.load_start_weights(cfg, model)
+    if cfg.resume is None and cfg.pretrained is not None:
+        status(f"--pretrained {cfg.pretrained}: {load_pretrained(model, cfg.pretrained).summary()}")
+    elif cfg.resume is None and cfg.weights != "none":
+        status(f"--weights {cfg.weights}: {load_torchvision_weights(model, cfg.model, cfg.weights).summary()}")
     model = model.to(runtime.device)
     if runtime.channels_last and cfg.optimizer != "lbfgs":   # LBFGS flattens grads with .view()
         model = model.to(memory_format=torch.channels_last)
@@ -195,7 +221,9 @@ def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, 
                   preprocess: Preprocess | None) -> Trainer:
     optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                  cfg.head_lr)
-    schedule = toolbox.make_schedule(cfg, steps_per_epoch(data.train.num_images, cfg.batch_size, ctx.world_size))
+    spe = steps_per_epoch(data.train.num_images, cfg.batch_size, ctx.world_size)
+    schedule = create_schedule(cfg.scheduler, cfg.sched_args, spe, cfg.epochs, cfg.warmup_epochs,
+                               {"step_size": cfg.step_size, "milestones": cfg.milestones, "gamma": cfg.gamma})
     stopper = EarlyStopping(cfg.early_stop_metric or cfg.best_metric, cfg.patience) if cfg.patience else None
     padding = data.img_size // 8 if cfg.crop_padding < 0 else cfg.crop_padding
     settings = FitSettings(
@@ -203,20 +231,38 @@ def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, data: TrainingData, 
         mean=torch.tensor(mean, device=runtime.device), std=torch.tensor(std, device=runtime.device),
         schedule=schedule, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
         save_every=cfg.save_every, best_metric=cfg.best_metric, preprocess=preprocess,
-        meta=meta, output=meta["output"], threshold=cfg.threshold, teacher=toolbox.make_teacher(cfg, data),
-        order_fn=toolbox.make_order_fn(cfg, data), freeze=FreezePlan(cfg.freeze_backbone, cfg.unfreeze_at),
-        stopper=stopper)
+        meta=meta, output=meta["output"], threshold=cfg.threshold, teacher=_make_teacher(cfg, data),
+        order_fn=sampler_order_fn(data.train.targets) if cfg.balance == "sampler" else None,
+        freeze=FreezePlan(cfg.freeze_backbone, cfg.unfreeze_at), stopper=stopper)
     resume_step = int(resume_state["step"]) if resume_state else None
     logger = MetricsLogger(run.metrics_csv, run.tensorboard_dir, resume_step) if ctx.is_main else None
     train_model = wrap_ddp(model, runtime, ctx)
-    loss = toolbox.make_loss(cfg, data, meta["output"], runtime.device)
-    trainer = Trainer(model, optimizer, loss, runtime, settings, run, logger,
-                      ctx, train_model)
+    loss = _make_loss(cfg, data, meta["output"], runtime.device)
+    trainer = Trainer(model, optimizer, loss, runtime, settings, run, logger, ctx, train_model)
     if resume_state is not None:
         trainer.resume_from(resume_state)
         if ctx.is_main:
             status(f"resuming {run.root} at step {resume_step}")
     return trainer
+
+
+def _make_loss(cfg: TrainConfig, data: TrainingData, output: str, device: torch.device) -> torch.nn.Module:
+    """The loss of the output kind, class-weighted with ``--balance loss``, wrapped for ``--teacher``."""
+    weights = None
+    if cfg.balance == "loss":
+        counts = torch.tensor([float(data.train_counts[c]) for c in data.classes])
+        weights = loss_weights(counts, data.train.num_images, multi_label=output == "multilabel")
+        status(f"--balance loss: class weights {[round(w, 3) for w in weights.tolist()]}")
+    loss = create_loss(loss_name_for(output), cfg.label_smoothing, weights).to(device)
+    return DistillationLoss(loss, cfg.kd_temperature, cfg.kd_alpha) if cfg.teacher is not None else loss
+
+
+def _make_teacher(cfg: TrainConfig, data: TrainingData) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    if cfg.teacher is None:
+        return None
+    teacher = load_teacher(cfg.teacher, data.classes, cfg.device, cfg.precision)
+    status(f"distilling from {cfg.teacher} (T={cfg.kd_temperature}, alpha={cfg.kd_alpha})")
+    return teacher
 
 
 def wrap_ddp(model: torch.nn.Module, runtime: Runtime, ctx: Dist) -> torch.nn.Module:

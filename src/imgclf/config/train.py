@@ -92,7 +92,7 @@ class TrainConfig:
     def check(self) -> list[str]:
         problems: list[str] = []
         if self.preprocess not in ("", "none"):
-            from imgclf.analysis.enhancements import parse_variant   # numpy + Pillow only
+            from imgclf.config.enhancements import parse_variant   # numpy + Pillow only
             from imgclf.errors import UsageError
 
             try:

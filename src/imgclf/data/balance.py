@@ -1,19 +1,17 @@
-"""Class imbalance: class weights for the loss, a class-balanced epoch order, and the warning.
+"""Class imbalance: class weights for the loss and a class-balanced epoch order.
 
 ``--balance sampler`` draws each epoch's order with replacement so every class is
 equally likely (sample weight 1/n_c); the draw uses a generator seeded from
 (seed, epoch), so a resumed run sees exactly the same order. ``--balance loss``
-weights each class by n / (K * n_c) (scikit-learn's "balanced").
+weights each class by n / (K * n_c) (scikit-learn's "balanced"). The warning that
+suggests them is :func:`imgclf.data.stats.imbalance_warning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import torch
-
-IMBALANCE_RATIO = 3.0   # warn when the largest class has more than 3x the images of the smallest
-
 
 def class_counts(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(K,) images per class of (N,) class indices, or positives per label of (N, K) multi-hot targets."""
@@ -35,24 +33,17 @@ def positive_weights(positives: torch.Tensor, num_images: int) -> torch.Tensor:
     return torch.where(positives > 0, (num_images - positives) / positives.clamp_min(1), torch.ones_like(positives))
 
 
+def loss_weights(counts: torch.Tensor, num_images: int, multi_label: bool) -> torch.Tensor:
+    """``--balance loss``: per-label ``pos_weight`` for multi-label data, else class weights."""
+    return positive_weights(counts, num_images) if multi_label else class_weights(counts)
+
+
 def balanced_order(targets: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
     """(N,) sample indices drawn with replacement, each class equally likely; seeded by (seed, epoch)."""
     counts = torch.bincount(targets.long())
     weights = 1.0 / counts[targets.long()].double()                  # (N,) 1 / n_c
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
     return torch.multinomial(weights, len(targets), replacement=True, generator=gen)
-
-
-def imbalance_warning(counts: Mapping[str, int], ratio: float = IMBALANCE_RATIO) -> str | None:
-    """A message when the largest class has more than ``ratio`` times the images of the smallest."""
-    present = {name: n for name, n in counts.items() if n > 0}
-    if len(present) < 2:
-        return None
-    big, small = max(present, key=present.__getitem__), min(present, key=present.__getitem__)
-    if present[big] <= ratio * present[small]:
-        return None
-    return (f"class imbalance: '{big}' has {present[big]} train images, '{small}' only {present[small]} "
-            f"({present[big] / present[small]:.1f}x); consider --balance sampler or --balance loss")
 
 
 # --balance name -> what it changes: (loss class weights?, sampled epoch order?)

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.data.decode import is_image_name
+from imgclf.data.folders import is_hidden
 from imgclf.errors import ImgclfError
+from imgclf.io import is_inside
 
-HIDDEN_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "desktop.ini"})
 LABEL_SEPARATORS = re.compile(r"[,;\s]+")
 CSV_HEADER_WORDS = frozenset({"path", "file", "filename", "image", "filepath"})
 
@@ -53,11 +54,6 @@ class Discovery:
         return any(len(s.labels) != 1 for s in self.samples)
 
 
-def is_hidden(name: str) -> bool:
-    """Names that are never classes or samples: dot-files, macOS and Windows litter."""
-    return name.startswith(".") or name in HIDDEN_NAMES
-
-
 def label_problem(label: str) -> str | None:
     """Why ``label`` cannot be a class folder name, or None when it can."""
     if not label or label in (".", ".."):
@@ -67,10 +63,6 @@ def label_problem(label: str) -> str | None:
     if any(c in label for c in "/\\\0"):
         return f"label {label!r} contains a path separator"
     return None
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def walk_files(root: Path, found: Discovery) -> Iterator[Path]:
@@ -107,7 +99,7 @@ def _link_problem(path: Path, real_root: str) -> str | None:
     target = os.path.realpath(path)
     if not os.path.exists(target):
         return "broken symlink"
-    if not _inside(target, real_root):
+    if not is_inside(target, real_root):
         return "symlink to a file outside SRC (not followed)"
     return None
 

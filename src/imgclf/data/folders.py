@@ -9,8 +9,12 @@ from imgclf.data.decode import is_image_name
 from imgclf.errors import ImgclfError
 
 
+HIDDEN_NAMES = frozenset({"__MACOSX", "__pycache__", "Thumbs.db", "desktop.ini"})
+
+
 def is_hidden(name: str) -> bool:
-    return name.startswith(".") or name in ("__MACOSX", "__pycache__")
+    """Names that are never classes or samples: dot-files, macOS and Windows litter."""
+    return name.startswith(".") or name in HIDDEN_NAMES
 
 
 def list_classes(split_dir: Path) -> list[str]:

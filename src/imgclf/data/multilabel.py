@@ -28,6 +28,15 @@ def is_multilabel(data_root: Path) -> bool:
     return (Path(data_root) / "train" / LABELS_CSV).is_file()
 
 
+def resolve_multi_label(data_root: Path | None, requested: bool) -> bool:
+    """Whether DATA is multi-label: its layout decides; ``requested`` (``--multi-label``) without it is an error."""
+    detected = data_root is not None and is_multilabel(data_root)
+    if requested and not detected:
+        raise ImgclfError(f"--multi-label: {data_root}/train/{LABELS_CSV} not found (write it with imgclf prepare "
+                          "from label files or a CSV with several labels per image)")
+    return detected
+
+
 def read_labels_csv(split_dir: Path) -> tuple[list[Path], list[tuple[str, ...]]]:
     """(image paths, label tuples) of ``split_dir/labels.csv``; paths are relative to ``split_dir``."""
     path = split_dir / LABELS_CSV

@@ -25,6 +25,7 @@ from imgclf.console import progress
 from imgclf.data.decode import Decoded, convert_mode, decode_image
 from imgclf.data.discover import Sample
 from imgclf.errors import ImageDecodeError, ImgclfError
+from imgclf.io import is_inside
 
 KEEP_FORMATS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",), "BMP": (".bmp",),
                 "GIF": (".gif",), "TIFF": (".tif", ".tiff"), "WEBP": (".webp",)}
@@ -174,12 +175,6 @@ REPORT_NAME = "prepare_report.json"
 REPORT_TOOL = "imgclf prepare"
 
 
-def inside(path: str | Path, root: str | Path) -> bool:
-    """Whether real path ``path`` is ``root`` or below it."""
-    path, root = os.path.realpath(path), os.path.realpath(root)
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def written_by_us(dst: Path) -> bool:
     """True when ``dst`` holds a prepare_report.json written by imgclf prepare."""
     try:
@@ -190,11 +185,11 @@ def written_by_us(dst: Path) -> bool:
 
 def check_destination(dst: Path, src_root: Path | None, protected: Sequence[Path], force: bool) -> None:
     """Refuse a DST inside SRC, a DST that contains any input, or a foreign non-empty DST."""
-    if src_root is not None and inside(dst, src_root):
+    if src_root is not None and is_inside(dst, src_root):
         raise ImgclfError(f"DST {dst} is inside SRC {src_root}; choose an output folder outside SRC "
                           "(imgclf never writes into SRC)")
     for path in protected:
-        if inside(path, dst):
+        if is_inside(path, dst):
             raise ImgclfError(f"DST {dst} contains the input {path}; choose an output folder that holds "
                               "none of the inputs")
     if dst.exists() and not dst.is_dir():

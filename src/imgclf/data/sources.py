@@ -23,6 +23,7 @@ BAD_TARGET = -1
 
 class BatchSource(Protocol):
     num_images: int
+    targets: torch.Tensor    # (N,) class indices, or (N, K) multi-hot
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]: ...
 
@@ -76,6 +77,7 @@ class StreamSource:
     def __init__(self, paths: Sequence[Path], targets: Sequence[int], img_size: int, channels: int,
                  workers: int, pin: bool = False) -> None:
         self.dataset = _FileDataset(paths, targets, img_size, channels)
+        self.targets = torch.as_tensor(list(targets), dtype=torch.long)
         self.num_images = len(paths)
         self.workers, self.pin = workers, pin
         self.skipped: dict[Path, str] = {}   # file -> why it was left out

@@ -8,19 +8,17 @@ treated as one split called ``all``.
 from __future__ import annotations
 
 import csv
-import math
-import os
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgclf.data.decode import decode_image, is_image_name, read_size, to_uint8_array
-from imgclf.data.discover import is_hidden
+from imgclf.data.decode import decode_image, read_size, to_uint8_array
+from imgclf.data.folders import list_classes, list_images
 from imgclf.errors import ImageDecodeError, ImgclfError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -47,14 +45,6 @@ def find_splits(root: Path) -> dict[str, Path]:
     return found or {"all": root}
 
 
-def _images_under(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        found += [Path(dirpath) / f for f in sorted(filenames) if not is_hidden(f) and is_image_name(f)]
-    return found
-
-
 def list_labelled(split_dir: Path) -> list[tuple[Path, str]]:
     """(image, class) pairs of one split; a multi-label image appears once per label."""
     labels_csv = split_dir / "labels.csv"
@@ -62,8 +52,7 @@ def list_labelled(split_dir: Path) -> list[tuple[Path, str]]:
         with open(labels_csv, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         return [(split_dir / r["path"], label) for r in rows for label in r["labels"].split(";") if label]
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name))
-    return [(path, cls) for cls in classes for path in _images_under(split_dir / cls)]
+    return [(path, cls) for cls in list_classes(split_dir) for path in list_images(split_dir / cls)]
 
 
 def image_sizes(paths: Sequence[Path]) -> tuple[list[tuple[int, int]], int]:
@@ -131,17 +120,20 @@ def compute_channel_stats_for(paths: Sequence[Path], channel_counts: Sequence[in
     return out
 
 
-def imbalance_warning(counts: dict[str, int], ratio: float = IMBALANCE_RATIO) -> str | None:
-    """A warning when the largest class has more than ``ratio`` times the images of the smallest."""
+def imbalance_warning(counts: Mapping[str, int], ratio: float = IMBALANCE_RATIO) -> str | None:
+    """A warning when the largest class has more than ``ratio`` times the images of the smallest.
+
+    A class with no images at all is the most imbalanced case and is named as the smallest.
+    """
     if len(counts) < 2:
         return None
     largest = max(counts, key=lambda c: (counts[c], c))
     smallest = min(counts, key=lambda c: (counts[c], c))
-    if counts[largest] <= ratio * max(counts[smallest], 0):
+    if counts[largest] <= ratio * counts[smallest]:
         return None
-    factor = counts[largest] / counts[smallest] if counts[smallest] else math.inf
-    return (f"class imbalance: '{largest}' has {counts[largest]} images, '{smallest}' has "
-            f"{counts[smallest]} ({factor:.1f}x); consider weighted sampling or loss")
+    factor = f"{counts[largest] / counts[smallest]:.1f}x" if counts[smallest] else "no images"
+    return (f"class imbalance: '{largest}' has {counts[largest]} images, '{smallest}' only "
+            f"{counts[smallest]} ({factor}); consider training with --balance sampler or --balance loss")
 
 
 def dataset_stats(root: Path, max_images: int = 0) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from imgclf.data.sources import BatchSource
 from imgclf.data.transforms import Preprocess, to_float
 from imgclf.engine.distributed import SINGLE, Dist, eval_shard, gather_rows
 from imgclf.engine.runtime import Runtime
-from imgclf.losses import logits_to_probs
+from imgclf.models.outputs import logits_to_probs
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,11 @@ def evaluate(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torc
     probs, targets = predict_batches(model, source, runtime, mean, std, batch_size, max_batches, preprocess,
                                      indices=shard, output=output)
     probs, targets = gather_rows(ctx, probs), gather_rows(ctx, targets)
-    if output == "multilabel":
-        from imgclf.engine.multilabel import multilabel_scores
+    from imgclf.analysis.metrics import accuracy, mean_loss, multilabel_scores
 
+    if output == "multilabel":
         scores = multilabel_scores(probs, targets.float(), threshold)
         extra = {k: v for k, v in scores.items() if k not in ("val_loss", "val_acc")}
         return EvalResult(probs, targets, scores["val_loss"], scores["val_acc"], extra)
-    from imgclf.analysis.metrics import accuracy, mean_loss
-
     t, p = targets.numpy(), probs.numpy()
     return EvalResult(probs, targets, mean_loss(t, p), accuracy(t, p))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 from collections.abc import Sequence
@@ -10,15 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from imgclf.analysis.enhance import make_preprocess
 from imgclf.artifacts import RunDir
 from imgclf.data.folders import list_images, list_split
 from imgclf.data.decode import is_image_name
 from imgclf.data.loading import load_images
+from imgclf.data.multilabel import multi_hot, read_labels_csv
 from imgclf.data.sources import TensorSource
-from imgclf.data.preprocess import make_preprocess
 from imgclf.engine.checkpoint import load_weights
 from imgclf.data.transforms import Preprocess
 from imgclf.engine.evaluation import predict_batches
@@ -41,7 +42,9 @@ class LoadedModel:
     img_size = property(lambda self: int(self.meta["img_size"]))
     channels = property(lambda self: int(self.meta["in_channels"]))
     preprocess = property(lambda self: str(self.meta.get("preprocess", "none")))
-    output = property(lambda self: str(self.meta.get("output", "softmax")))   # see imgclf.losses
+    output = property(lambda self: str(self.meta.get("output", "softmax")))   # see imgclf.models.outputs
+    multi_label = property(lambda self: self.output == "multilabel")
+    threshold = property(lambda self: float(self.meta.get("threshold", 0.5)))   # multi-label decision
     data_root = property(lambda self: Path(self.meta["data"]) if self.meta.get("data") else None)
     device = property(lambda self: self.runtime.device)
 
@@ -82,8 +85,8 @@ def check_model_spec(spec: str, path: Path) -> None:
 
     A user model is ``package.module:ClassName``: building it imports that module and calls the
     class. A checkpoint someone sent you could name anything importable (``os:system``, a
-    module with side effects on import), so the standard library is refused outright and the
-    attribute must be a torch ``nn.Module`` class before it is called.
+    module with side effects on import), so the standard library is refused outright, and
+    :func:`imgclf.models.registry.import_model_class` accepts only a torch ``nn.Module`` class.
     """
     if ":" not in spec:
         return
@@ -92,14 +95,6 @@ def check_model_spec(spec: str, path: Path) -> None:
     if not module_name or not class_name.isidentifier() or top in sys.stdlib_module_names or top == "builtins":
         raise CheckpointError(f"{path}: refusing model {spec!r} named in the checkpoint metadata (not an imgclf "
                               "model nor a user nn.Module class; building it would run other code)")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"{path}: the model class {spec!r} cannot be imported ({err}); install it or put "
-                              "it on PYTHONPATH") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise CheckpointError(f"{path}: refusing model {spec!r} named in the checkpoint metadata: it is not a "
-                              "torch.nn.Module class")
 
 
 def build_model(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], path: Path) -> nn.Module:
@@ -181,6 +176,17 @@ def load_split(loaded: LoadedModel, data_root: Path | None, split: str) -> tuple
     paths, targets, _ = list_split(Path(root), split, loaded.classes)
     images = decode_labelled(loaded, paths, f"{root}/{split}")
     return paths, torch.tensor(targets, dtype=torch.long), images
+
+
+def load_multilabel_split(loaded: LoadedModel, data_root: Path | None, split: str
+                          ) -> tuple[list[Path], np.ndarray, torch.Tensor]:
+    """(paths, multi-hot targets (N, K), uint8 images (N, C, S, S)) of ``DATA/<split>/labels.csv``."""
+    root = data_root or loaded.data_root
+    if root is None:
+        raise ImgclfError("no data folder: pass DATA")
+    paths, labels = read_labels_csv(Path(root) / split)
+    images = decode_labelled(loaded, paths, f"{root}/{split}")
+    return paths, multi_hot(labels, loaded.classes).numpy(), images
 
 
 def decode_labelled(loaded: LoadedModel, paths: Sequence[Path], where: str) -> torch.Tensor:

@@ -51,20 +51,26 @@ def create_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module
     return model
 
 
-def _create_user_model(spec: str, num_classes: int, in_channels: int) -> nn.Module:
+def import_model_class(spec: str) -> type[nn.Module]:
+    """The class named by ``package.module:ClassName``; importing its module runs that module's code."""
     module_name, _, class_name = spec.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as err:
         raise UsageError(f"--model {spec}: cannot import it ({err}); the module must be importable "
                          "(installed, or on PYTHONPATH)") from err
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise UsageError(f"--model {spec}: {class_name} is not a torch.nn.Module class")
+    return cls
+
+
+def _create_user_model(spec: str, num_classes: int, in_channels: int) -> nn.Module:
+    cls = import_model_class(spec)
     params = inspect.signature(cls).parameters
     kwargs = {"num_classes": num_classes} if "num_classes" in params else {}
     if "in_channels" in params:
         kwargs["in_channels"] = in_channels
     model = cls(**kwargs)
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"--model {spec}: {class_name} is not a torch.nn.Module")
     if "num_classes" not in params:
         replace_head(model, num_classes)
     return model

@@ -26,7 +26,8 @@ ANNOTATE_MAX_CLASSES = 20   # write the count in every cell up to this many clas
 NORMALIZE_MODES = ("true", "pred", "all")
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -37,7 +38,7 @@ def _pyplot() -> Any:
 
 def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
     """Render ``fig`` to PNG bytes and close it."""
-    plt = _pyplot()
+    plt = pyplot()
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():   # class names in scripts the font lacks draw as boxes; that is fine
@@ -88,7 +89,7 @@ def _no_data(ax: Any, what: str) -> None:
 
 def training_curves_figure(rows: Sequence[Mapping[str, Any]], best_step: float | None = None) -> Figure:
     """Three panels over optimizer steps: train/val loss, val accuracy (%), learning rate."""
-    plt = _pyplot()
+    plt = pyplot()
     steps, epochs = _column(rows, "step"), _column(rows, "epoch")
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), constrained_layout=True)
     loss_ax, acc_ax, lr_ax = axes
@@ -174,7 +175,7 @@ def _annotate_cells(ax: Any, counts: np.ndarray, values: np.ndarray, mode: str |
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]] | np.ndarray, classes: Sequence[str],
                             normalize: str | bool | None = "true", title: str = "Confusion matrix") -> Figure:
     """Rows = true class, columns = predicted; colour by ``normalize``d value, cells show counts."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import Normalize, PowerNorm
 
     counts = np.asarray(matrix, dtype=float).reshape(len(classes), len(classes))

@@ -24,10 +24,10 @@ from imgclf.data.transforms import apply_augment, sample_augment_params, to_floa
 from imgclf.engine.checkpoint import save_state, save_weights
 from imgclf.engine.distributed import SINGLE, Dist, all_reduce_mean, barrier, broadcast_buffers, shard_batch
 from imgclf.engine.evaluation import EvalResult, Preprocess, evaluate
-from imgclf.engine.logger import MetricsLogger
+from imgclf.training.logger import MetricsLogger
 from imgclf.engine.runtime import Runtime
-from imgclf.engine.stopping import EarlyStopping
-from imgclf.optim import FreezePlan, optimizer_step, set_backbone_frozen, set_lr, uses_closure
+from imgclf.training.stopping import EarlyStopping
+from imgclf.training.optim import FreezePlan, optimizer_step, set_backbone_frozen, set_lr, uses_closure
 
 
 @dataclass
@@ -39,7 +39,7 @@ class FitSettings:
     hflip: bool
     mean: torch.Tensor            # (C,) on the device
     std: torch.Tensor             # (C,) on the device
-    schedule: Any                 # imgclf.schedules.LRSchedule: the lr factor of every step
+    schedule: Any                 # imgclf.training.schedules.LRSchedule: the lr factor of every step
     clip_grad: float = 0.0
     eval_every: int = 0
     eval_batches: int = 0
@@ -48,7 +48,7 @@ class FitSettings:
     best_metric: str = "val_acc"
     preprocess: Preprocess | None = None
     meta: dict[str, Any] = field(default_factory=dict)   # stored with the weights
-    output: str = "softmax"       # how logits become probabilities (imgclf.losses.logits_to_probs)
+    output: str = "softmax"       # how logits become probabilities (imgclf.models.outputs.logits_to_probs)
     threshold: float = 0.5        # multi-label decision threshold
     teacher: Callable[[torch.Tensor], torch.Tensor] | None = None   # uint8 batch -> teacher logits
     order_fn: Callable[[int, int, int], torch.Tensor] | None = None  # (N, seed, epoch) -> epoch order

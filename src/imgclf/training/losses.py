@@ -1,11 +1,7 @@
-"""Loss registry and the mapping from a model's outputs to (N, K) probabilities.
+"""Training losses, each tied to the output kind of the model it trains.
 
-Three output kinds, stored in the checkpoint metadata as ``"output"`` so every
-command turns logits into probabilities the same way:
-
-* ``softmax``:   K logits, one class per image (cross-entropy, ``--loss ce``).
-* ``sigmoid1``:  one logit for two classes (``--loss bce``); probabilities ``[1 - p, p]``.
-* ``multilabel``: K logits, each label independent (sigmoid + BCE, ``--multi-label``).
+The output kinds (``softmax``, ``sigmoid1``, ``multilabel``) and how logits become
+probabilities live in :mod:`imgclf.models.outputs`.
 """
 
 from __future__ import annotations
@@ -15,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from imgclf.errors import ImgclfError
 
 LossFactory = Callable[..., nn.Module]
 
@@ -98,23 +96,16 @@ def output_kind(loss_name: str) -> str:
     return LOSSES[loss_name][1]
 
 
-def num_model_outputs(output: str, num_classes: int) -> int:
-    """How many logits the head has: 1 for ``sigmoid1``, else one per class."""
-    return 1 if output == "sigmoid1" else num_classes
+def loss_name_for(output: str) -> str:
+    """The loss that trains a model of this output kind."""
+    return next(name for name, (_, kind) in LOSSES.items() if kind == output)
 
 
-def _sigmoid_pair(logits: torch.Tensor) -> torch.Tensor:
-    p = torch.sigmoid(logits.float().view(-1, 1))
-    return torch.cat([1.0 - p, p], dim=1)
-
-
-PROBABILITIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "softmax": lambda logits: torch.softmax(logits.float(), dim=1),
-    "sigmoid1": _sigmoid_pair,
-    "multilabel": lambda logits: torch.sigmoid(logits.float()),
-}
-
-
-def logits_to_probs(logits: torch.Tensor, output_kind: str = "softmax") -> torch.Tensor:
-    """(N, K) probabilities of a model's logits for its output kind (``meta["output"]``)."""
-    return PROBABILITIES[output_kind](logits)
+def resolve_output(loss_name: str, multi_label: bool, classes: list[str]) -> str:
+    """The model's output kind: ``multilabel`` for multi-label data, else the kind of ``--loss``."""
+    if multi_label:
+        return "multilabel"
+    if loss_name == "bce" and len(classes) != 2:
+        raise ImgclfError(f"--loss bce: needs exactly two classes, found {len(classes)} "
+                          f"({', '.join(classes[:6])}); use --loss ce")
+    return output_kind(loss_name)

@@ -1,6 +1,6 @@
 """Optimizers, parameter groups, freezing and the update step.
 
-Learning-rate schedules live in :mod:`imgclf.schedules`; this module builds the
+Learning-rate schedules live in :mod:`imgclf.training.schedules`; this module builds the
 optimizer they drive. Every group carries ``initial_lr`` (its peak lr) so a schedule
 sets ``lr = initial_lr * factor`` on all groups, the head's own lr included.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from imgclf.errors import ImgclfError
-from imgclf.schedules import ScheduleSpec, lr_factor  # noqa: F401  (re-exported: the closed-form reference)
+from imgclf.training.schedules import ScheduleSpec, lr_factor  # noqa: F401  (re-exported: the closed-form reference)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 

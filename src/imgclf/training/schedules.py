@@ -1,7 +1,7 @@
 """Learning-rate schedules: PyTorch's own ``lr_scheduler`` classes, chained, as a factor of the peak lr.
 
 The chain runs on a one-parameter proxy optimizer whose lr starts at 1.0, so its lr *is*
-the factor that :func:`imgclf.optim.set_lr` applies to every real group (head included).
+the factor that :func:`imgclf.training.optim.set_lr` applies to every real group (head included).
 Each scheduler is stepped when PyTorch expects it: per epoch (step, multistep,
 exponential, plateau with a val metric) or per optimisation step (warm-up, cosine,
 one-cycle). ``state_dict`` goes into the resume state (plain numbers only, so
