@@ -10,14 +10,23 @@ A run folder is written by ``train`` and grows as other commands run on it::
       tb/                    TensorBoard event files (same numbers as metrics.csv)
       checkpoints/best.safetensors, last.safetensors   weights + JSON metadata (no pickle)
       checkpoints/last.state.pt                      resume state, loaded with weights_only=True
-      evaluation.json, predictions.csv, confusion_matrix.csv/.png   (evaluate)
-      mistakes/                                      (mistakes)
-      enhance/                                       (enhance)
+      evaluation.json, predictions.csv, confusion_matrix.csv/.png, roc.png   (evaluate: own data, val, best)
+      mistakes/                                      (mistakes: own data, val, best)
+      enhance/                                       (enhance: own data, val, best)
+      evaluations/<data-name>-<split>-<checkpoint>/  every other evaluation: the same files and folders
       report.html                                    (report)
+
+An evaluation is identified by (data folder, split, checkpoint). The run's own val evaluation
+of the best checkpoint lives in the run folder itself (where it always has); every other one in
+its own folder under evaluations/, so no evaluation ever overwrites another. ``mistakes``,
+``enhance`` and ``explain`` write beside the evaluation they belong to. Ask for a folder with
+``RunDir.evaluation_dir(data, split, checkpoint)``; nothing else builds these paths.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +37,59 @@ METRICS_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "val_acc", "lr", "
                    "val_images")
 
 
+OWN_SPLIT, OWN_CHECKPOINT = "val", "best"   # the evaluation that lives in the run folder itself
+EVALUATIONS = "evaluations"
+FOLDER_SPLIT = "images"                    # the "split" of a plain folder of images (enhance IMAGES)
+_UNSAFE = re.compile(r"[^\w.\-]+")
+
+
+def data_name(data: Path) -> str:
+    """``<folder name>-<8 hex of sha256(resolved path)>``: two folders both called ``data`` differ."""
+    resolved = Path(data).resolve()
+    digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:8]
+    return f"{_UNSAFE.sub('_', resolved.name).strip('._') or 'data'}-{digest}"
+
+
 @dataclass(frozen=True)
-class RunDir:
+class EvaluationDir:
+    """The files of one evaluation (evaluate) and what mistakes, enhance and explain write beside it."""
+
     root: Path
+
+    # written by evaluate
+    @property
+    def evaluation_json(self) -> Path: return self.root / "evaluation.json"
+    @property
+    def predictions_csv(self) -> Path: return self.root / "predictions.csv"
+    @property
+    def confusion_csv(self) -> Path: return self.root / "confusion_matrix.csv"
+    @property
+    def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
+    @property
+    def roc_png(self) -> Path: return self.root / "roc.png"
+
+    # written by mistakes / enhance
+    @property
+    def mistakes_dir(self) -> Path: return self.root / "mistakes"
+    @property
+    def mistakes_csv(self) -> Path: return self.mistakes_dir / "mistakes.csv"
+    @property
+    def mistakes_gallery_png(self) -> Path: return self.mistakes_dir / "gallery.png"
+    @property
+    def label_errors_png(self) -> Path: return self.mistakes_dir / "label_errors.png"
+    @property
+    def enhance_dir(self) -> Path: return self.root / "enhance"
+    @property
+    def enhance_summary_csv(self) -> Path: return self.enhance_dir / "summary.csv"
+    @property
+    def enhance_per_image_csv(self) -> Path: return self.enhance_dir / "per_image.csv"
+    @property
+    def enhance_figures_dir(self) -> Path: return self.enhance_dir / "figures"
+
+
+@dataclass(frozen=True)
+class RunDir(EvaluationDir):
+    """A run folder; it is also the folder of the run's own val evaluation of its best checkpoint."""
 
     # written by train
     @property
@@ -53,37 +112,49 @@ class RunDir:
     @property
     def resume_state(self) -> Path: return self.checkpoints_dir / "last.state.pt"
 
-    # written by evaluate
-    @property
-    def evaluation_json(self) -> Path: return self.root / "evaluation.json"
-    @property
-    def predictions_csv(self) -> Path: return self.root / "predictions.csv"
-    @property
-    def confusion_csv(self) -> Path: return self.root / "confusion_matrix.csv"
-    @property
-    def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
-    @property
-    def roc_png(self) -> Path: return self.root / "roc.png"
-
-    # written by mistakes / enhance / report
-    @property
-    def mistakes_dir(self) -> Path: return self.root / "mistakes"
-    @property
-    def mistakes_csv(self) -> Path: return self.mistakes_dir / "mistakes.csv"
-    @property
-    def mistakes_gallery_png(self) -> Path: return self.mistakes_dir / "gallery.png"
-    @property
-    def label_errors_png(self) -> Path: return self.mistakes_dir / "label_errors.png"
-    @property
-    def enhance_dir(self) -> Path: return self.root / "enhance"
-    @property
-    def enhance_summary_csv(self) -> Path: return self.enhance_dir / "summary.csv"
-    @property
-    def enhance_per_image_csv(self) -> Path: return self.enhance_dir / "per_image.csv"
-    @property
-    def enhance_figures_dir(self) -> Path: return self.enhance_dir / "figures"
     @property
     def report_html(self) -> Path: return self.root / "report.html"
+
+    # every evaluation (evaluate, mistakes, enhance, explain)
+    @property
+    def evaluations_dir(self) -> Path: return self.root / EVALUATIONS
+
+    def own_data(self) -> Path | None:
+        """The resolved data folder the run was trained on (config.json), or None when unknown."""
+        try:
+            config = json.loads(self.config_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(config, dict):
+            return None
+        derived = config.get("derived") if isinstance(config.get("derived"), dict) else {}
+        path = derived.get("data_path") or config.get("data")
+        return Path(path).resolve() if isinstance(path, str) and path else None
+
+    def is_own_data(self, data: Path | None) -> bool:
+        """True for None (= the run's own data) and for a path that resolves to it."""
+        return data is None or Path(data).resolve() == self.own_data()
+
+    def evaluation_dir(self, data: Path | None, split: str, checkpoint: str) -> EvaluationDir:
+        """Where the evaluation of ``checkpoint`` on ``data/split`` goes (``data`` None = the run's own).
+
+        The run's own val split with the best checkpoint is the run folder itself; any other is
+        ``evaluations/<data-name>-<split>-<checkpoint>/`` (see :func:`data_name`).
+        """
+        if self.is_own_data(data) and (split, checkpoint) == (OWN_SPLIT, OWN_CHECKPOINT):
+            return self
+        folder = data if data is not None else self.own_data()
+        if folder is None:
+            raise ImgclfError(f"{self.root}: config.json does not name the run's data folder; pass DATA")
+        key = f"{data_name(folder)}-{_UNSAFE.sub('_', split).strip('._') or 'split'}-{checkpoint}"
+        return EvaluationDir(self.evaluations_dir / key)
+
+    def list_evaluations(self) -> list[EvaluationDir]:
+        """Every evaluation folder that holds an evaluation.json: the run's own first, then by name."""
+        found = [EvaluationDir(p) for p in sorted(self.evaluations_dir.iterdir())
+                 if p.is_dir() and not p.name.startswith(".")] if self.evaluations_dir.is_dir() else []
+        own: list[EvaluationDir] = [self] if self.evaluation_json.is_file() else []
+        return own + [e for e in found if e.evaluation_json.is_file()]
 
     def require_trained(self) -> None:
         """Raise a clear error unless this looks like a finished or resumable training run."""

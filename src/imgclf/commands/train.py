@@ -197,7 +197,8 @@ def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: di
                "total_steps": spe * cfg.epochs, "runtime": runtime, "cached": data.cached,
                "world_size": world_size, "global_batch_size": cfg.batch_size * world_size,
                "train_images": data.train.num_images, "val_images": data.val.num_images,
-               "rejected_files": data.rejected, "output": meta["output"], "num_outputs": meta["num_outputs"]}
+               "rejected_files": data.rejected, "output": meta["output"], "num_outputs": meta["num_outputs"],
+               "data_path": meta["data"]}
     write_json(run.config_json, {**config_to_dict(cfg), "derived": derived,
                                  "command": command_line("imgclf train", cfg)})
     write_json(run.classes_json, data.classes)

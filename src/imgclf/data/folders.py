@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -57,3 +58,30 @@ def list_split(data_root: Path, split: str, classes: list[str] | None = None) ->
     if not paths:
         raise ImgclfError(f"found 0 images in the class folders of {split_dir}")
     return paths, targets, classes
+
+
+MANIFEST = "manifest.csv"
+
+
+def fingerprint_data(root: Path) -> tuple[str, str]:
+    """(sha256, what was hashed) identifying a data folder's content.
+
+    ``DATA/manifest.csv`` (written by ``imgclf prepare``: every file with its sha256) when there is
+    one; else the sorted list of every non-hidden file's relative path and size, which is cheap
+    (no file is read) and changes when a file is added, removed, renamed or resized.
+    """
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        digest = hashlib.sha256()
+        with open(manifest, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest(), MANIFEST
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        for name in filenames:
+            if not is_hidden(name):
+                path = Path(dirpath) / name
+                lines.append(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest(), "file list"
