@@ -66,7 +66,7 @@ def test_two_processes_train_and_log_exact_val_metrics(split_data: Path, tmp_pat
     # only rank 0 wrote: one TensorBoard writer, no temp files, one set of checkpoints
     assert len(list(RunDir(out).tensorboard_dir.glob("events.out.tfevents.*"))) == 1
     assert not list(out.rglob(".imgclf-tmp-*"))
-    result = imgclf.evaluate(out, checkpoint="last", precision="fp32")
+    result = imgclf.evaluate(out, checkpoint="last", precision="fp32", trust_model_code=True)
     assert result.accuracy == pytest.approx(float(rows[-1]["val_acc"]), abs=1e-6)
     assert result.loss == pytest.approx(float(rows[-1]["val_loss"]), abs=1e-5)
 

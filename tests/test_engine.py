@@ -15,7 +15,8 @@ from imgclf.data.transforms import augment_batch, random_crop, sample_augment_pa
 from imgclf.engine.checkpoint import load_state, load_weights, save_weights
 from imgclf.errors import CheckpointError, UsageError
 from imgclf.models.registry import create_model, head_parameter_names, list_models
-from imgclf.training.optim import ScheduleSpec, create_optimizer, lr_factor
+from imgclf.training.optim import create_optimizer
+from schedule_reference import ScheduleSpec, lr_factor
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:

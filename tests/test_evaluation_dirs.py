@@ -53,7 +53,7 @@ def test_odd_split_names_stay_inside_the_evaluations_folder(tmp_path: Path) -> N
 def test_files_of_an_evaluation_keep_their_names(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", tmp_path / "data")
     other = run.evaluation_dir(tmp_path / "new", "test", "last")
-    for name in ("evaluation_json", "predictions_csv", "confusion_csv", "confusion_png", "roc_png", "mistakes_csv",
+    for name in ("evaluation_json", "predictions_csv", "confusion_csv", "confusion_png", "mistakes_csv",
                  "enhance_summary_csv", "enhance_figures_dir"):
         assert getattr(other, name).relative_to(other.root) == getattr(run, name).relative_to(run.root)
 

@@ -82,13 +82,15 @@ def test_multilabel_mistakes_list_wrong_labels() -> None:
 def test_figures_are_written_atomically(tmp_path) -> None:
     from PIL import Image
 
-    from imgclf.analysis.figures import Panel, enhancement_figure, gallery, summary_chart
+    from imgclf.analysis.figures import EnhancementFigures, Panel, gallery, summary_chart
 
     images = np.random.default_rng(0).integers(0, 256, size=(5, 3, 16, 16), dtype=np.uint8)
     gallery(list(images), [f"a -> b ({i})" for i in range(5)], tmp_path / "g.png", max_items=4, cols=2)
     gallery([], [], tmp_path / "empty.png")
     panel = Panel(images[0], np.arange(256, dtype=np.uint8), "original")
-    enhancement_figure(panel, [Panel(images[1], np.stack([np.arange(256)] * 3), "x")], tmp_path / "e.png")
+    figures = EnhancementFigures(2)
+    figures.draw(panel, [Panel(images[1], np.stack([np.arange(256)] * 3), "x")], tmp_path / "e.png")
+    figures.close()
     summary_chart(["gamma", "histeq"], [2, 0], [1, 3], tmp_path / "s.png")
     for name in ("g.png", "empty.png", "e.png", "s.png"):
         with Image.open(tmp_path / name) as img:

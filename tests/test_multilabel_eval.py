@@ -29,6 +29,7 @@ def test_evaluate_and_mistakes_of_a_multilabel_run(tmp_path: Path) -> None:
     summary = json.loads(RunDir(run).evaluation_json.read_text())
     assert summary["multi_label"] and [c["class"] for c in summary["per_class"]] == ["blue", "circle", "red", "square"]
     assert result.accuracy == pytest.approx(float(logged["val_acc"]), abs=1e-6)     # per-label accuracy
+    assert result.loss == pytest.approx(float(logged["val_loss"]), abs=1e-5)        # the one multi-label BCE
     assert summary["map"] == pytest.approx(float(logged["val_map"]), abs=1e-6)
     predicted = rows(RunDir(run).predictions_csv)
     assert len(predicted) == summary["num_images"] == 8

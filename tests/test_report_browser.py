@@ -12,7 +12,9 @@ from PIL import Image
 
 from browser import Browser, find_chromium
 from imgclf.cli import main
-from imgclf.reporting.html import SECTION_IDS
+from imgclf.reporting.html import SECTIONS
+
+SECTION_IDS = tuple(s[0] for s in SECTIONS)
 from test_report import make_full_run, make_train_run
 
 CHROMIUM = find_chromium()

@@ -10,7 +10,8 @@ A run folder is written by ``train`` and grows as other commands run on it::
       tb/                    TensorBoard event files (same numbers as metrics.csv)
       checkpoints/best.safetensors, last.safetensors   weights + JSON metadata (no pickle)
       checkpoints/last.state.pt                      resume state, loaded with weights_only=True
-      evaluation.json, predictions.csv, confusion_matrix.csv/.png, roc.png   (evaluate: own data, val, best)
+      .lock                                          the PID of the one process writing the run (train)
+      evaluation.json, predictions.csv, confusion_matrix.csv/.png            (evaluate: own data, val, best)
       mistakes/                                      (mistakes: own data, val, best)
       enhance/                                       (enhance: own data, val, best)
       evaluations/<data-name>-<split>-<checkpoint>/  every other evaluation: the same files and folders
@@ -65,8 +66,6 @@ class EvaluationDir:
     def confusion_csv(self) -> Path: return self.root / "confusion_matrix.csv"
     @property
     def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
-    @property
-    def roc_png(self) -> Path: return self.root / "roc.png"
 
     # written by mistakes / enhance
     @property
@@ -104,6 +103,8 @@ class RunDir(EvaluationDir):
     def tensorboard_dir(self) -> Path: return self.root / "tb"
     @property
     def checkpoints_dir(self) -> Path: return self.root / "checkpoints"
+    @property
+    def lock(self) -> Path: return self.root / ".lock"   # held by the one process writing the run
 
     def weights(self, which: str) -> Path:
         """checkpoints/<best|last>.safetensors"""

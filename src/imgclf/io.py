@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -35,7 +36,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp makes 0600 files and some writers replace the temp file: set the mode at the end
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~process_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -48,8 +49,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+@functools.cache
+def process_umask() -> int:
+    """The process's umask, read once: from /proc on Linux (no change to it), else set and restored once."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -58,6 +66,43 @@ def is_inside(path: str | Path, root: str | Path) -> bool:
     """Whether the real path of ``path`` is the real path of ``root`` or below it (links resolved)."""
     path, root = os.path.realpath(path), os.path.realpath(root)
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@contextlib.contextmanager
+def single_writer(lock_path: str | Path, what: str) -> Iterator[None]:
+    """Be the only process writing ``what`` while the block runs: an exclusive ``flock`` on ``lock_path``.
+
+    The lock file holds the writer's PID, so a second writer stops with "WHAT is being written
+    by process N". The kernel releases a flock when its process dies, so a lock file left by a
+    killed process is free again: it is taken over (and said so), never waited for or deleted.
+    """
+    import fcntl
+
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ImgclfError(f"{what} is being written by process {_lock_pid(fd) or '(unknown)'}; wait for it "
+                              "to finish (or stop it) and try again") from None
+        previous = _lock_pid(fd)
+        if previous:
+            from imgclf.console import status
+
+            status(f"{what}: taking over the lock left by process {previous}, which stopped without releasing it")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)   # released cleanly: an empty lock file
+    finally:
+        os.close(fd)
+
+
+def _lock_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _fsync_dir(folder: Path) -> None:

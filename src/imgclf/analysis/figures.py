@@ -160,16 +160,6 @@ class EnhancementFigures:
         pyplot().close(self.fig)
 
 
-def enhancement_figure(original: Panel, variants: Sequence[Panel], path: Path, suptitle: str = "",
-                       max_cols: int = 6) -> Path:
-    """One per-image enhancement figure (see :class:`EnhancementFigures` for many)."""
-    figures = EnhancementFigures(1 + len(variants), max_cols)
-    try:
-        return figures.draw(original, variants, path, suptitle)
-    finally:
-        figures.close()
-
-
 def summary_chart(labels: Sequence[str], rescued: Sequence[int], broken: Sequence[int], path: Path,
                   title: str = "") -> Path:
     """Horizontal bars per transform: images rescued (right, green) and broken (left, red), net gain marked."""

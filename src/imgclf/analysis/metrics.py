@@ -1,26 +1,43 @@
-"""Classification metrics from integer targets and predicted probabilities, in numpy.
+"""Classification metrics from targets and predicted probabilities, in numpy: the one definition of each.
 
-Every ratio with an empty denominator is 0 (never NaN, never a warning), so a class that
-was never predicted or never present still gets a number that can go into a table.
+Conventions, those of scikit-learn stated explicitly:
+
+* zero division: precision, recall and F1 with an empty denominator are ``ZERO_DIVISION``
+  (0, as ``zero_division=0``), never NaN and never a warning, so every class has a number;
+* macro F1 averages over the classes present in the truth or the predictions (scikit-learn's
+  ``labels=None``); a class absent from both has no F1 to average;
+* ROC AUC and average precision come from scikit-learn and are undefined (``None``) when
+  the labels hold only one class (AUC) or no positive (AP).
+
+The losses are the negative log-likelihood of the probabilities, clipped at ``MIN_PROB``:
+:func:`per_sample_loss` for one class per image (softmax, and ``sigmoid1`` as ``[1 - p, p]``),
+:func:`multilabel_sample_loss` (binary cross-entropy) for multi-label runs. Training logs
+``val_loss`` with these same functions.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 MIN_PROB = 1e-12  # probabilities are clipped here before log: the largest loss is -log(1e-12) = 27.6
+ZERO_DIVISION = 0.0  # the value of a ratio with an empty denominator (scikit-learn's zero_division=0)
 
 
-def safe_divide(numerator: Any, denominator: Any) -> np.ndarray:
-    """numerator / denominator as float64, 0 where the denominator is 0."""
+def lower_is_better(metric: str) -> bool:
+    """Whether a logged metric is minimised: losses go down; accuracy, F1, mAP and the rest go up."""
+    return "loss" in metric
+
+
+def safe_divide(numerator: Any, denominator: Any, zero_division: float = ZERO_DIVISION) -> np.ndarray:
+    """numerator / denominator as float64, ``zero_division`` where the denominator is 0."""
     num = np.asarray(numerator, dtype=np.float64)
     den = np.asarray(denominator, dtype=np.float64)
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
+    out = np.full(np.broadcast(num, den).shape, zero_division, dtype=np.float64)
     return np.divide(num, den, out=out, where=den != 0)
 
 
@@ -86,43 +103,25 @@ def per_class_metrics(confusion: np.ndarray) -> PerClass:
 
 
 def macro_f1(confusion: np.ndarray) -> float:
-    """Unweighted mean F1 over the classes."""
-    f1 = per_class_metrics(confusion).f1
-    return float(f1.mean()) if f1.size else 0.0
+    """Unweighted mean F1 over the classes present in the truth or the predictions (scikit-learn's convention)."""
+    confusion = np.asarray(confusion)
+    present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
+    f1 = per_class_metrics(confusion).f1[present]
+    return float(f1.mean()) if f1.size else ZERO_DIVISION
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds) for binary labels and positive-class scores, like scikit-learn's.
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve of binary labels and positive-class scores; None when one class is absent."""
+    from sklearn.metrics import roc_auc_score
 
-    One point per distinct score (highest first), starting at (0, 0) with threshold +inf.
-    With no positives (or no negatives) the undefined rate is 0.
-    """
     labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1] if len(scores) else []
-    true_pos = np.cumsum(sorted_labels)[last_of_run]
-    false_pos = np.cumsum(~sorted_labels)[last_of_run]
-    tpr = np.r_[0.0, safe_divide(true_pos, labels.sum())]
-    fpr = np.r_[0.0, safe_divide(false_pos, (~labels).sum())]
-    thresholds = np.r_[np.inf, sorted_scores[last_of_run]]
-    return fpr, tpr, thresholds
-
-
-def auc(x: np.ndarray, y: np.ndarray) -> float:
-    """Area under a curve by the trapezoid rule (x increasing)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0)) if len(x) > 1 else 0.0
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return auc(fpr, tpr)
+    if labels.all() or not labels.any():
+        return None
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
 def classification_summary(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Every single-label metric as a JSON-ready dict (AUC only for two classes)."""
+    """Every single-label metric as a JSON-ready dict (ROC AUC only for two classes, None when undefined)."""
     confusion = confusion_matrix(targets, predictions(probs), len(classes))
     per_class = per_class_metrics(confusion)
     summary: dict[str, Any] = {
@@ -136,6 +135,8 @@ def classification_summary(targets: np.ndarray, probs: np.ndarray, classes: Sequ
     }
     if len(classes) == 2:
         summary["roc_auc"] = roc_auc(np.asarray(targets) == 1, np.asarray(probs)[:, 1])
+        if summary["roc_auc"] is None:
+            summary["roc_auc_note"] = "undefined: the labels hold only one class"
     return summary
 
 
@@ -148,26 +149,22 @@ def multilabel_metrics(targets: np.ndarray, probs: np.ndarray, threshold: float 
     return _prf((actual & predicted).sum(axis=0), predicted.sum(axis=0), actual.sum(axis=0))
 
 
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """AP = sum over thresholds of (R_n - R_{n-1}) * P_n, as scikit-learn computes it; 0 without positives."""
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """scikit-learn's average precision of binary labels and scores; None without a positive (undefined)."""
+    from sklearn.metrics import average_precision_score
+
     labels = np.asarray(labels).astype(bool)
     if not labels.any():
-        return 0.0
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
-    true_pos = np.cumsum(sorted_labels)[last_of_run]
-    precision = true_pos / (last_of_run + 1)
-    recall = true_pos / labels.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+        return None
+    return float(average_precision_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
 def mean_average_precision(targets: np.ndarray, probs: np.ndarray) -> float:
-    """Mean AP over the labels that have at least one positive (AP is undefined for the others)."""
+    """Mean AP over the labels with at least one positive (AP is undefined for the others); NaN if none has."""
     targets, probs = np.asarray(targets), np.asarray(probs)
-    present = [k for k in range(targets.shape[1]) if targets[:, k].any()]
-    return float(np.mean([average_precision(targets[:, k], probs[:, k]) for k in present])) if present else 0.0
+    values = [average_precision(targets[:, k], probs[:, k]) for k in range(targets.shape[1])]
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def exact_match_ratio(targets: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
@@ -177,23 +174,24 @@ def exact_match_ratio(targets: np.ndarray, probs: np.ndarray, threshold: float =
     return float(matches.mean()) if len(matches) else 0.0
 
 
-def multilabel_scores(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:
+def multilabel_sample_loss(targets: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(N,) binary cross-entropy of each sample, mean over its labels, with p clipped to [MIN_PROB, 1 - MIN_PROB]."""
+    actual = np.asarray(targets).astype(bool)
+    p = np.clip(np.asarray(probs, dtype=np.float64), MIN_PROB, 1.0 - MIN_PROB)
+    return -np.where(actual, np.log(p), np.log1p(-p)).mean(axis=1)
+
+
+def multilabel_scores(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """{val_loss, val_acc, val_map, val_exact_match, val_f1} of (N, K) sigmoid probs and 0/1 targets.
 
     ``val_acc`` of a multi-label run is the per-label accuracy (mean over images and labels of a
     correct yes/no decision at the threshold), so checkpoint selection and the training table
     work unchanged; the other metrics are logged beside it.
     """
-    p = probs.double().clamp(MIN_PROB, 1 - MIN_PROB)
-    y = targets.double()
-    loss = float(-(y * p.log() + (1 - y) * (1 - p).log()).mean()) if len(y) else 0.0
-    decided = (probs >= threshold) == targets.bool()
-    t, pr = targets.numpy(), probs.numpy()
-    return {"val_loss": loss, "val_acc": float(decided.float().mean()) if len(y) else 0.0,
-            "val_map": mean_average_precision(t, pr), "val_exact_match": exact_match_ratio(t, pr, threshold),
-            "val_f1": float(np.mean(multilabel_metrics(t, pr, threshold).f1))}
-
-
-def per_label_accuracy(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """(K,) fraction of images whose yes/no decision for each label is right."""
-    return ((probs >= threshold) == targets.bool()).float().mean(dim=0)
+    t, p = np.asarray(targets), np.asarray(probs)
+    if not len(t):
+        return {"val_loss": 0.0, "val_acc": 0.0, "val_map": math.nan, "val_exact_match": 0.0, "val_f1": 0.0}
+    decided = (p >= threshold) == t.astype(bool)
+    return {"val_loss": float(multilabel_sample_loss(t, p).mean()), "val_acc": float(decided.mean()),
+            "val_map": mean_average_precision(t, p), "val_exact_match": exact_match_ratio(t, p, threshold),
+            "val_f1": float(np.mean(multilabel_metrics(t, p, threshold).f1))}

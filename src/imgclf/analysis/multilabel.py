@@ -7,15 +7,15 @@ Targets and probabilities are both (N, K), targets 0/1. The metrics themselves l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from imgclf.analysis.metrics import MIN_PROB, multilabel_metrics, multilabel_scores
+from imgclf.analysis.metrics import multilabel_metrics, multilabel_sample_loss, multilabel_scores
 
 
 def label_names(row: np.ndarray, classes: Sequence[str]) -> str:
@@ -25,9 +25,10 @@ def label_names(row: np.ndarray, classes: Sequence[str]) -> str:
 
 def multilabel_summary(targets: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float) -> dict:
     """evaluation.json for a multi-label run: the numbers training logs, plus per-label P/R/F1."""
-    scores = multilabel_scores(torch.from_numpy(probs), torch.from_numpy(targets), threshold)
+    scores = multilabel_scores(probs, targets, threshold)
+    mean_ap = None if math.isnan(scores["val_map"]) else scores["val_map"]   # undefined: no label has a positive
     return {"multi_label": True, "threshold": threshold, "num_images": int(len(targets)),
-            "accuracy": scores["val_acc"], "loss": scores["val_loss"], "map": scores["val_map"],
+            "accuracy": scores["val_acc"], "loss": scores["val_loss"], "map": mean_ap,
             "exact_match": scores["val_exact_match"], "macro_f1": scores["val_f1"],
             "per_class": [dict(zip(("class", "precision", "recall", "f1", "support"), row))
                           for row in multilabel_metrics(targets, probs, threshold).rows(classes)]}
@@ -58,9 +59,8 @@ def multilabel_mistakes(targets: np.ndarray, probs: np.ndarray, classes: Sequenc
                         threshold: float = 0.5) -> list[WrongLabels]:
     """Samples with any wrong label, highest mean binary cross-entropy first."""
     actual = np.asarray(targets).astype(bool)
-    probs = np.clip(np.asarray(probs, dtype=np.float64), MIN_PROB, 1.0 - MIN_PROB)
-    predicted = probs >= threshold
-    losses = -np.where(actual, np.log(probs), np.log1p(-probs)).mean(axis=1)
+    predicted = np.asarray(probs) >= threshold
+    losses = multilabel_sample_loss(targets, probs)
     wrong = np.flatnonzero(np.any(actual != predicted, axis=1))
     wrong = wrong[np.argsort(-losses[wrong], kind="mergesort")]
     return [WrongLabels(int(i), [classes[k] for k in np.flatnonzero(actual[i] & ~predicted[i])],

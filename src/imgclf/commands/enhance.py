@@ -117,7 +117,8 @@ def _write_figures(run: RunDir, cfg: EnhanceConfig, paths: list[Path], targets: 
 def run(cfg: EnhanceConfig) -> EnhanceResult:
     variants = plan_variants(cfg.transforms, cfg.set)
     run_dir = RunDir(Path(cfg.run))
-    loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision)
+    loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
+                            trust_model_code=cfg.trust_model_code)
     source = str(cfg.images) if cfg.images is not None else cfg.on
     paths, targets, images = load_images_to_test(run_dir, loaded, source)
     if not paths:

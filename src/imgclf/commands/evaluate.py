@@ -46,9 +46,9 @@ def evaluate_split(loaded: LoadedModel, data: Path | None, split: str, batch_siz
 
 
 def run(cfg: EvaluateConfig) -> EvaluateResult:
-    loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device, cfg.precision)
-    run_dir = loaded.run
-    assert run_dir is not None
+    run_dir = RunDir(Path(cfg.run))
+    loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
+                            trust_model_code=cfg.trust_model_code)
     if loaded.multi_label:
         return _run_multilabel(cfg, loaded, run_dir)
     paths, targets, probs = evaluate_split(loaded, cfg.data, cfg.split, cfg.batch_size)
@@ -64,7 +64,8 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     write_json(run_dir.evaluation_json, summary)
     print_table(["class", "precision", "recall", "f1", "support"],
                 [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in summary["per_class"]])
-    auc = f", ROC AUC {summary['roc_auc']:.4f}" if summary["roc_auc"] is not None else ""
+    auc = f", ROC AUC {summary['roc_auc']:.4f}" if summary["roc_auc"] is not None else (
+        f", ROC AUC {summary['roc_auc_note']}" if "roc_auc_note" in summary else "")
     print(f"{cfg.split}: {len(targets)} images, accuracy {summary['accuracy']:.4f}, loss {summary['loss']:.4f}, "
           f"macro F1 {summary['macro_f1']:.4f}{auc}")
     status(f"wrote {run_dir.predictions_csv.name}, {run_dir.confusion_png.name}, {run_dir.evaluation_json.name} "
@@ -83,6 +84,7 @@ def _run_multilabel(cfg: EvaluateConfig, loaded: LoadedModel, run_dir: RunDir) -
     write_json(run_dir.evaluation_json, summary)
     print_table(["label", "precision", "recall", "f1", "support"],
                 [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in summary["per_class"]])
+    mean_ap = "undefined (no label has a positive)" if summary["map"] is None else f"{summary['map']:.4f}"
     print(f"{cfg.split}: {len(paths)} images, per-label accuracy {summary['accuracy']:.4f}, mAP "
-          f"{summary['map']:.4f}, exact match {summary['exact_match']:.4f} (threshold {threshold})")
+          f"{mean_ap}, exact match {summary['exact_match']:.4f} (threshold {threshold})")
     return EvaluateResult(summary["accuracy"], summary["loss"], summary)

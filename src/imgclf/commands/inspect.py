@@ -50,7 +50,8 @@ def optimizer_summary(run: RunDir) -> dict[str, Any] | None:
 
 
 def run(cfg: InspectConfig) -> InspectResult:
-    loaded = load_run_model(cfg.run, cfg.checkpoint, device="cpu", precision="fp32", fused=False)
+    loaded = load_run_model(cfg.run, cfg.checkpoint, device="cpu", precision="fp32", fused=False,
+                            trust_model_code=cfg.trust_model_code)
     run_dir = RunDir(cfg.run)
     params = describe_parameters(loaded.model)
     total = sum(p["numel"] for p in params)

@@ -93,7 +93,8 @@ def _galleries(run: RunDir, cfg: MistakesConfig, order: np.ndarray, issues_order
 
 def run(cfg: MistakesConfig) -> MistakesResult:
     run_dir = RunDir(Path(cfg.run))
-    loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision)
+    loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
+                            trust_model_code=cfg.trust_model_code)
     classes = loaded.classes
     if loaded.multi_label:
         return _run_multilabel(cfg, loaded, run_dir)

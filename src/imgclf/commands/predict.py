@@ -26,7 +26,8 @@ class PredictResult:
 def run(cfg: PredictConfig) -> PredictResult:
     if cfg.csv is not None:
         refuse_overwrite(cfg.csv, cfg.force)
-    loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device, cfg.precision)
+    loaded = load_run_model(cfg.run, cfg.checkpoint, cfg.device, cfg.precision,
+                            trust_model_code=cfg.trust_model_code)
     paths, images, skipped = load_image_files(loaded, cfg.paths)
     for path, reason in skipped:
         warn(f"{path}: {reason}; skipped")

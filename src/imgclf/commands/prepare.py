@@ -14,9 +14,9 @@ from imgclf.config import PrepareConfig
 from imgclf.console import print_table, status, warn
 from imgclf.data.discover import Discovery, detect_layout, discover, find_csv
 from imgclf.data.prepare import (MULTI_LABEL_DIR, REPORT_NAME, REPORT_TOOL, Prepared, build_dataset,
-                                 check_destination, install_output, make_workspace)
+                                 check_destination, install_output, lock_path, make_workspace)
 from imgclf.errors import ImgclfError
-from imgclf.io import write_csv, write_json
+from imgclf.io import single_writer, write_csv, write_json
 
 MANIFEST_COLUMNS = ("source", "destination", "sha256", "class", "split", "width", "height")
 
@@ -55,6 +55,14 @@ def run(cfg: PrepareConfig) -> Result:
     root = source_root(src, layout)
     protected = [find_csv(src)] + [s.source for s in found.samples] if layout == "csv" else [src]
     check_destination(dst, None if layout == "csv" else src, protected, cfg.force)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with single_writer(lock_path(dst), f"DST {dst}"):
+        prepared, report = _build(cfg, found, layout, root, dst)
+    return summarise(dst, layout, report, prepared)
+
+
+def _build(cfg: PrepareConfig, found: Discovery, layout: str, root: Path, dst: Path) -> tuple[Prepared, dict]:
+    """Write the data set into a hidden workspace beside DST, then swap it in."""
     keys = [source_key(s.source, root) for s in found.samples]
     work = make_workspace(dst)
     try:
@@ -68,7 +76,7 @@ def run(cfg: PrepareConfig) -> Result:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return summarise(dst, layout, report, prepared)
+    return prepared, report
 
 
 def write_outputs(work: Path, prepared: Prepared, report: dict[str, Any], multi_label: bool) -> None:

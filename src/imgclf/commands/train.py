@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -17,7 +18,7 @@ import torch
 
 from imgclf.artifacts import RunDir, new_run_dir
 from imgclf.config import TrainConfig, command_line, config_to_dict
-from imgclf.config.fields import build_config
+from imgclf.config.fields import build_config, resumable_fields
 from imgclf.analysis.enhance import make_preprocess
 from imgclf.console import print_table, status, warn
 from imgclf.data.balance import loss_weights, sampler_order_fn
@@ -30,11 +31,11 @@ from imgclf.engine.distributed import (Dist, barrier, broadcast_object, init_dis
                                       shutdown)
 from imgclf.engine.runtime import Runtime, configure_threads, resolve_device, resolve_runtime, seed_everything
 from imgclf.errors import ImgclfError
-from imgclf.io import read_json, remove_stale_temps, write_json
+from imgclf.io import read_json, remove_stale_temps, single_writer, write_json
 from imgclf.models.init import init_weights
 from imgclf.models.outputs import num_model_outputs
 from imgclf.models.pretrained import load_pretrained, load_torchvision_weights
-from imgclf.models.registry import create_model, list_models
+from imgclf.models.registry import check_trusted, create_model, list_models
 from imgclf.training.distill import DistillationLoss, load_teacher
 from imgclf.training.fit import FitSettings, FitState, Trainer, steps_per_epoch
 from imgclf.training.logger import MetricsLogger
@@ -42,9 +43,6 @@ from imgclf.training.losses import create_loss, loss_name_for, resolve_output
 from imgclf.training.optim import FreezePlan, create_optimizer
 from imgclf.training.schedules import create_schedule
 from imgclf.training.stopping import EarlyStopping
-
-# What may differ from the saved config when resuming (everything else is the run's own).
-RESUMABLE = ("epochs", "device", "nproc", "eval_every", "eval_batches", "save_every", "workers", "cache", "cache_gb")
 
 
 @dataclass
@@ -63,14 +61,23 @@ def run(cfg: TrainConfig) -> TrainResult:
         return launch(cfg)
     ctx = init_distributed(resolve_device(cfg.device).type)
     try:
-        return _train(cfg, ctx)
+        with contextlib.ExitStack() as locks:
+            return _train(cfg, ctx, locks)
     finally:
         shutdown(ctx)
 
 
-def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
+def _lock_run(locks: contextlib.ExitStack, root: Path, ctx: Dist) -> None:
+    """One writer per run folder (rank 0 writes for all ranks): a second train on it stops."""
+    if ctx.is_main:
+        locks.enter_context(single_writer(RunDir(root).lock, str(root)))
+
+
+def _train(cfg: TrainConfig, ctx: Dist, locks: contextlib.ExitStack) -> TrainResult:
     resume_state = None
     if cfg.resume is not None:
+        RunDir(cfg.resume).require_trained()
+        _lock_run(locks, cfg.resume, ctx)
         cfg, resume_state = _resumed_config(cfg, ctx)
     runtime = resolve_runtime(cfg.device, cfg.precision)
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -82,6 +89,8 @@ def _train(cfg: TrainConfig, ctx: Dist) -> TrainResult:
         data, preprocess = preprocess_cached(data, preprocess), None   # done once, not every epoch
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
     root = cfg.resume if cfg.resume is not None else (_make_run_dir(cfg) if ctx.is_main else None)
+    if cfg.resume is None and root is not None:
+        _lock_run(locks, root, ctx)
     run_dir = RunDir(Path(broadcast_object(ctx, str(root))))
     meta = _weights_meta(cfg, data, mean, std, resolve_output(cfg.loss, multi_label, data.classes))
     if resume_state is None and ctx.is_main:
@@ -132,13 +141,19 @@ def _resumed_config(cfg: TrainConfig, ctx: Dist) -> tuple[TrainConfig, dict[str,
     if removed:
         status(f"removed {removed} incomplete temp file(s) left by an interrupted save")
     saved = {k: v for k, v in read_json(run.config_json).items() if k not in ("derived", "command")}
-    defaults = TrainConfig()
-    overrides = {k: getattr(cfg, k) for k in RESUMABLE if getattr(cfg, k) != getattr(defaults, k)}
-    ignored = [f.name for f in dataclasses.fields(cfg) if f.name not in RESUMABLE + ("resume", "data", "force")
+    defaults, resumable = TrainConfig(), resumable_fields(TrainConfig)
+    overrides = {k: getattr(cfg, k) for k in resumable if getattr(cfg, k) != getattr(defaults, k)}
+    # consent to import model code comes from this command line, never from the run's files
+    own = resumable + ("resume", "data", "force", "trust_model_code", "model")
+    ignored = [f.name for f in dataclasses.fields(cfg) if f.name not in own
                and getattr(cfg, f.name) != getattr(defaults, f.name)]
     if ignored:
         warn(f"on --resume the run's own settings are used; ignored: {', '.join('--' + n.replace('_', '-') for n in ignored)}")
-    saved.update(overrides, resume=str(run.root), force=True, nproc=1)
+    if cfg.model != defaults.model and cfg.model != saved.get("model"):
+        warn(f"on --resume the run's own model {saved.get('model')} is used; ignored: --model {cfg.model}")
+    trusted = cfg.trust_model_code or cfg.model == saved.get("model")
+    check_trusted(str(saved.get("model", "")), trusted, str(run.config_json), f" (or --model {saved.get('model')})")
+    saved.update(overrides, resume=str(run.root), force=True, nproc=1, trust_model_code=trusted)
     state = load_state(run.resume_state)
     check_world_size(run, state, ctx.world_size)
     return build_config(TrainConfig, saved), state
@@ -261,7 +276,8 @@ def _make_loss(cfg: TrainConfig, data: TrainingData, output: str, device: torch.
 def _make_teacher(cfg: TrainConfig, data: TrainingData) -> Callable[[torch.Tensor], torch.Tensor] | None:
     if cfg.teacher is None:
         return None
-    teacher = load_teacher(cfg.teacher, data.classes, cfg.device, cfg.precision)
+    trust = True if cfg.trust_model_code else (cfg.model,)   # or the model named on this command line
+    teacher = load_teacher(cfg.teacher, data.classes, cfg.device, cfg.precision, trust)
     status(f"distilling from {cfg.teacher} (T={cfg.kd_temperature}, alpha={cfg.kd_alpha})")
     return teacher
 

@@ -25,14 +25,55 @@ METAVARS = {int: "N", float: "X", Path: "PATH", str: "NAME"}
 
 
 def opt(default: Any = MISSING, help: str = "", *, positional: bool = False,
-        metavar: str | None = None, flag: str | None = None, switch: bool = False) -> Any:
-    """Declare a config field: its default, its help text and how it appears on the CLI.
+        metavar: str | None = None, flag: str | None = None, switch: bool = False,
+        min: float | None = None, max: float | None = None, above: float | None = None,
+        below: float | None = None, resumable: bool = False) -> Any:
+    """Declare a config field: its default, its help text, how it appears on the CLI and what it allows.
 
     A bool is ``--name/--no-name``; ``switch=True`` makes it a plain ``--name`` (for actions such
-    as --force or --json that a config file has no reason to turn off).
+    as --force or --json that a config file has no reason to turn off). ``min``/``max`` are
+    inclusive bounds, ``above``/``below`` exclusive ones; the choices of a field are its
+    ``Literal[...]`` annotation. ``resumable=True``: ``train --resume`` may change it.
     """
-    meta = {"help": help, "positional": positional, "metavar": metavar, "flag": flag, "switch": switch}
+    meta = {"help": help, "positional": positional, "metavar": metavar, "flag": flag, "switch": switch,
+            "bounds": Bounds(min, max, above, below), "resumable": resumable}
     return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The numeric range a field allows: ``min``/``max`` inclusive, ``above``/``below`` exclusive."""
+
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    below: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value``, in words, or None when it is allowed."""
+        low_ok = (self.min is None or value >= self.min) and (self.above is None or value > self.above)
+        high_ok = (self.max is None or value <= self.max) and (self.below is None or value < self.below)
+        if low_ok and high_ok:
+            return None
+        return f"must be {self.describe()}, got {value:g}"
+
+    def describe(self) -> str:
+        """``at least 1``, ``0 or more``, ``positive``, ``in [0, 1)``..."""
+        low = self.min if self.above is None else self.above
+        high = self.max if self.below is None else self.below
+        if high is None:
+            if self.above is not None:
+                return "positive" if low == 0 else f"more than {low:g}"
+            return "0 or more" if low == 0 else f"at least {low:g}"
+        if low is None:
+            return f"at most {high:g}" if self.below is None else f"below {high:g}"
+        return (f"in {'[' if self.above is None else '('}{low:g}, {high:g}"
+                f"{']' if self.below is None else ')'}")
+
+
+def resumable_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a config that ``--resume`` may change (declared ``opt(..., resumable=True)``)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -165,24 +206,36 @@ def build_config(cls: type, given: Mapping[str, Any], file_values: Mapping[str, 
                 merged[name] = _coerce(flag_name(fields[name]), value, hints[name])
             except UsageError as err:
                 problems.append(str(err))
+    declared: list[str] = []
     for name, field in fields.items():
         if name not in merged and field.default is MISSING:
             label = name if field.metadata.get("positional") else flag_name(field)
             problems.append(f"{label} is required")
-        scalar, _, _ = _field_shape(hints[name])
-        if name in merged and typing.get_origin(scalar) is Literal:
-            allowed = typing.get_args(scalar)
-            values = merged[name] if isinstance(merged[name], tuple) else (merged[name],)
-            for value in values:
-                if value is not None and value not in allowed:
-                    problems.append(f"{flag_name(field)}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        elif name in merged:
+            declared += _value_problems(field, hints[name], merged[name])
     if problems:
-        raise UsageError("\n".join(problems))
+        raise UsageError("\n".join(problems + declared))
     cfg = cls(**merged)
-    problems = cfg.check() if hasattr(cfg, "check") else []
+    problems = declared + (cfg.check() if hasattr(cfg, "check") else [])
     if problems:
         raise UsageError("\n".join(problems))
     return cfg
+
+
+def _value_problems(field: dataclasses.Field, tp: Any, value: Any) -> list[str]:
+    """What the field's declaration (Literal choices, numeric bounds) says about a given value."""
+    scalar, _, _ = _field_shape(tp)
+    allowed = typing.get_args(scalar) if typing.get_origin(scalar) is Literal else None
+    bounds: Bounds = field.metadata.get("bounds", Bounds())
+    problems = []
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is None:
+            continue
+        if allowed is not None and item not in allowed:
+            problems.append(f"{flag_name(field)}: {item!r} is not one of {', '.join(map(str, allowed))}")
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and (why := bounds.problem(item)):
+            problems.append(f"{flag_name(field)}: {why}")
+    return problems
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 from imgclf.config.fields import opt
-from imgclf.config.train import Device, Precision
-
-Checkpoint = Literal["best", "last"]
+from imgclf.config.shared import (Checkpoint, Device, Precision, batch_size_opt, checkpoint_opt, device_opt,
+                                  precision_opt, trust_model_code_opt)
 
 
 @dataclass(frozen=True)
@@ -19,10 +18,11 @@ class EvaluateConfig:
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
     split: str = opt("val", "which split of DATA to evaluate")
-    checkpoint: Checkpoint = opt("best", "which weights to use")
-    batch_size: int = opt(64, "images per forward pass (64 was fastest on a 2-core CPU; raise it on a GPU)")
-    device: Device = opt("auto", "auto = cuda when available, else cpu")
-    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+    checkpoint: Checkpoint = checkpoint_opt()
+    batch_size: int = batch_size_opt()
+    device: Device = device_opt()
+    precision: Precision = precision_opt()
+    trust_model_code: bool = trust_model_code_opt()
 
 
 @dataclass(frozen=True)
@@ -31,18 +31,16 @@ class PredictConfig:
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     paths: tuple[Path, ...] = opt(help="image files or folders", positional=True)
-    topk: int = opt(3, "how many classes to list per image")
+    topk: int = opt(3, "how many classes to list per image", min=1)
     tta: bool = opt(False, "average with the horizontally flipped image", switch=True)
     csv: Path | None = opt(None, "also write the predictions to this CSV file")
     json: bool = opt(False, "print JSON instead of a table", switch=True)
-    checkpoint: Checkpoint = opt("best", "which weights to use")
-    batch_size: int = opt(64, "images per forward pass (64 was fastest on a 2-core CPU; raise it on a GPU)")
-    device: Device = opt("auto", "auto = cuda when available, else cpu")
-    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
+    checkpoint: Checkpoint = checkpoint_opt()
+    batch_size: int = batch_size_opt()
+    device: Device = device_opt()
+    precision: Precision = precision_opt()
+    trust_model_code: bool = trust_model_code_opt()
     force: bool = opt(False, "overwrite --csv if it exists", switch=True)
-
-    def check(self) -> list[str]:
-        return [] if self.topk >= 1 else ["--topk: must be at least 1"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,8 @@ class InspectConfig:
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     json: bool = opt(False, "print JSON instead of tables", switch=True)
-    checkpoint: Checkpoint = opt("last", "which weights to describe")
+    checkpoint: Checkpoint = checkpoint_opt("last", "which weights to describe")
+    trust_model_code: bool = trust_model_code_opt()
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,12 @@ class MistakesConfig:
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
     split: str = opt("val", "which labelled split to mine")
-    gallery: int = opt(36, "how many of the worst mistakes the gallery PNG shows")
-    checkpoint: Checkpoint = opt("best", "which weights to use")
-    batch_size: int = opt(64, "images per forward pass (64 was fastest on a 2-core CPU; raise it on a GPU)")
-    device: Device = opt("auto", "auto = cuda when available, else cpu")
-    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
-
-    def check(self) -> list[str]:
-        problems = [] if self.gallery >= 0 else ["--gallery: must be 0 or more"]
-        return problems + ([] if self.batch_size >= 1 else ["--batch-size: must be at least 1"])
+    gallery: int = opt(36, "how many of the worst mistakes the gallery PNG shows", min=0)
+    checkpoint: Checkpoint = checkpoint_opt()
+    batch_size: int = batch_size_opt()
+    device: Device = device_opt()
+    precision: Precision = precision_opt()
+    trust_model_code: bool = trust_model_code_opt()
 
 
 @dataclass(frozen=True)
@@ -83,15 +79,12 @@ class EnhanceConfig:
     set: tuple[str, ...] = opt((), "parameters, e.g. gamma.g=0.5 or a sweep gamma.g=0.4,0.7,1.5",
                                metavar="NAME.PARAM=V[,V...]")
     color: Literal["luma", "channels"] = opt("luma", "enhance colour images on luminance or per channel")
-    figures: int = opt(20, "per-image figures for the first N images")
-    checkpoint: Checkpoint = opt("best", "which weights to use")
-    batch_size: int = opt(64, "images per forward pass (64 was fastest on a 2-core CPU; raise it on a GPU)")
-    device: Device = opt("auto", "auto = cuda when available, else cpu")
-    precision: Precision = opt("auto", "auto = bf16 where supported, else fp32")
-
-    def check(self) -> list[str]:
-        problems = [] if self.figures >= 0 else ["--figures: must be 0 or more"]
-        return problems + ([] if self.batch_size >= 1 else ["--batch-size: must be at least 1"])
+    figures: int = opt(20, "per-image figures for the first N images", min=0)
+    checkpoint: Checkpoint = checkpoint_opt()
+    batch_size: int = batch_size_opt()
+    device: Device = device_opt()
+    precision: Precision = precision_opt()
+    trust_model_code: bool = trust_model_code_opt()
 
 
 @dataclass(frozen=True)
@@ -106,6 +99,6 @@ class DemoConfig:
     """The whole pipeline on scikit-learn's bundled handwritten digits, no download."""
 
     out: Path = opt(Path("runs"), "folder under which the demo's data and run are created")
-    epochs: int = opt(6, "training epochs")
+    epochs: int = opt(6, "training epochs", min=1)
     model: str = opt("resnet18", "model to train")
-    img_size: int = opt(32, "training resolution in pixels")
+    img_size: int = opt(32, "training resolution in pixels", min=8, max=1024)

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from imgclf.config.fields import opt
-
-Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+from imgclf.config.shared import Device, Precision, batch_size_opt, device_opt, precision_opt, trust_model_code_opt
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,7 @@ class TrainConfig:
     weights: str = opt("none", "torchvision weights by name (DEFAULT, IMAGENET1K_V1...), only from the local "
                                "torch hub cache: nothing is downloaded")
     freeze_backbone: bool = opt(False, "train only the classifier head")
-    unfreeze_at: int = opt(0, "with --freeze-backbone: train everything from this epoch on (0 = never)")
+    unfreeze_at: int = opt(0, "with --freeze-backbone: train everything from this epoch on (0 = never)", min=0)
     init: Literal["default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal"] = opt(
         "default", "weight initialisation of conv and linear layers")
     # data
@@ -41,55 +39,62 @@ class TrainConfig:
     preprocess: str = opt("none", "an enhancement applied before the model in training and prediction, "
                                   "e.g. histeq or gamma:g=0.5")
     cache: Literal["auto", "memory", "off"] = opt(
-        "auto", "keep decoded images in memory as uint8 (auto: when they fit --cache-gb)")
-    cache_gb: float = opt(4.0, "memory budget for the decoded-image cache, GiB")
-    workers: int = opt(-1, "loader processes when not cached; -1 = auto")
+        "auto", "keep decoded images in memory as uint8 (auto: when they fit --cache-gb)", resumable=True)
+    cache_gb: float = opt(4.0, "memory budget for the decoded-image cache, GiB", above=0, resumable=True)
+    workers: int = opt(-1, "loader processes when not cached; -1 = auto", min=-1, resumable=True)
     # optimisation
-    epochs: int = opt(5, "passes over the train split")
-    batch_size: int = opt(64, "images per optimisation step")
+    epochs: int = opt(5, "passes over the train split", min=1, resumable=True)
+    batch_size: int = batch_size_opt(64, "images per optimisation step")
     optimizer: Literal["sgd", "adam", "adamw", "lbfgs"] = opt("sgd", "optimizer (lbfgs: one group, no weight decay)")
-    lr: float = opt(0.05, "peak learning rate")
-    head_lr: float = opt(0.0, "peak learning rate of the classifier head (0 = --lr)")
+    lr: float = opt(0.05, "peak learning rate", above=0)
+    head_lr: float = opt(0.0, "peak learning rate of the classifier head (0 = --lr)", min=0)
     momentum: float = opt(0.9, "SGD momentum")
     nesterov: bool = opt(True, "Nesterov momentum for SGD")
-    weight_decay: float = opt(5e-4, "L2 weight decay (decoupled for adamw)")
+    weight_decay: float = opt(5e-4, "L2 weight decay (decoupled for adamw)", min=0)
     scheduler: str = opt("cosine", "learning-rate schedule, or a chain like exponential,multistep; from: "
                                    "constant, step, multistep, exponential, cosine, onecycle, plateau")
     sched_args: tuple[str, ...] = opt((), "parameters per scheduler, e.g. exponential:gamma=0.9 "
                                           "'multistep:milestones=30|80,gamma=0.1' plateau:metric=val_loss,patience=2",
                                       metavar="NAME:KEY=V[,KEY=V]")
-    warmup_epochs: float = opt(1.0, "linear warm-up from lr/10, in epochs (one-cycle: its rise)")
+    warmup_epochs: float = opt(1.0, "linear warm-up from lr/10, in epochs (one-cycle: its rise)", min=0)
     step_size: int = opt(30, "step: epochs between decays")
     milestones: tuple[int, ...] = opt((30, 80), "multistep: epochs at which to decay")
     gamma: float = opt(0.1, "step/multistep/exponential: decay factor")
-    clip_grad: float = opt(0.0, "clip the gradient norm to this; 0 = off")
-    patience: int = opt(0, "early stopping: stop after N epochs without improvement (0 = off)")
+    clip_grad: float = opt(0.0, "clip the gradient norm to this; 0 = off", min=0)
+    patience: int = opt(0, "early stopping: stop after N epochs without improvement (0 = off)", min=0)
     early_stop_metric: str = opt("", "val metric for early stopping, e.g. val_loss, val_acc, val_map "
                                      "(default: --best-metric)")
     # losses
     loss: Literal["ce", "bce"] = opt("ce", "ce = softmax cross-entropy; bce = one sigmoid logit (two classes)")
-    label_smoothing: float = opt(0.1, "label smoothing epsilon: targets y*(1-eps) + eps/K")
+    label_smoothing: float = opt(0.1, "label smoothing epsilon: targets y*(1-eps) + eps/K", min=0, below=1)
     multi_label: bool = opt(False, "several labels per image (DATA/<split>/labels.csv; detected automatically)")
-    threshold: float = opt(0.5, "multi-label: a label is predicted when its probability is at least this")
+    threshold: float = opt(0.5, "multi-label: a label is predicted when its probability is at least this",
+                           above=0, below=1)
     balance: Literal["none", "sampler", "loss"] = opt(
         "none", "class imbalance: sampler = class-balanced epoch order, loss = weights n/(K*n_c)")
     teacher: Path | None = opt(None, "distil from this run folder (its best weights, same classes)")
-    kd_temperature: float = opt(4.0, "distillation temperature T")
-    kd_alpha: float = opt(0.5, "weight of the distillation term (1 - alpha goes to the hard-label loss)")
+    kd_temperature: float = opt(4.0, "distillation temperature T", above=0)
+    kd_alpha: float = opt(0.5, "weight of the distillation term (1 - alpha goes to the hard-label loss)",
+                          min=0, max=1)
     # run control
-    eval_every: int = opt(0, "also evaluate every N optimisation steps (0 = only at epoch ends)")
-    eval_batches: int = opt(0, "use only K val batches for the step evaluations (0 = all)")
-    save_every: int = opt(0, "also save last.* every N steps (0 = at epoch ends)")
+    eval_every: int = opt(0, "also evaluate every N optimisation steps (0 = only at epoch ends)", min=0,
+                          resumable=True)
+    eval_batches: int = opt(0, "use only K val batches for the step evaluations (0 = all)", min=0,
+                            resumable=True)
+    save_every: int = opt(0, "also save last.* every N steps (0 = at epoch ends)", min=0, resumable=True)
     best_metric: Literal["val_acc", "val_loss"] = opt("val_acc", "which val metric picks checkpoints/best")
     seed: int = opt(0, "seed of weights, data order and augmentation")
     deterministic: bool = opt(False, "deterministic algorithms (slower); same seed, same numbers")
-    device: Device = opt("auto", "auto = cuda when available, else cpu")
-    precision: Precision = opt("auto", "auto = bf16 autocast where the hardware is fast at it (CUDA, AMX CPUs), else fp32")
+    device: Device = device_opt()
+    precision: Precision = precision_opt()
     compile: bool = opt(False, "torch.compile the model")
-    nproc: int = opt(1, "processes on this machine (DDP through torchrun; one per GPU, gloo on CPU)")
+    nproc: int = opt(1, "processes on this machine (DDP through torchrun; one per GPU, gloo on CPU)", min=1,
+                     resumable=True)
     force: bool = opt(False, "write into an existing --out folder", switch=True)
+    trust_model_code: bool = trust_model_code_opt()
 
     def check(self) -> list[str]:
+        """What the field declarations cannot say: combinations, and values with a special meaning."""
         problems: list[str] = []
         if self.preprocess not in ("", "none"):
             from imgclf.config.enhancements import parse_variant   # numpy + Pillow only
@@ -101,24 +106,8 @@ class TrainConfig:
                 problems.append(str(err))
         if self.data is None and self.resume is None and not self.list_models:
             problems.append("DATA is required (or --resume RUN, or --list-models)")
-        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
-            if value < 1:
-                problems.append(f"{flag}: must be at least 1, got {value}")
         if self.img_size != 0 and not 8 <= self.img_size <= 1024:
             problems.append(f"--img-size: must be 0 (auto) or 8..1024, got {self.img_size}")
-        if self.lr <= 0:
-            problems.append(f"--lr: must be positive, got {self.lr}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            problems.append(f"--label-smoothing: must be in [0, 1), got {self.label_smoothing}")
-        for flag, value in (("--eval-every", self.eval_every), ("--eval-batches", self.eval_batches),
-                            ("--save-every", self.save_every), ("--clip-grad", self.clip_grad),
-                            ("--warmup-epochs", self.warmup_epochs), ("--weight-decay", self.weight_decay)):
-            if value < 0:
-                problems.append(f"{flag}: must be 0 or more, got {value}")
-        if self.nproc < 1:
-            problems.append(f"--nproc: must be at least 1, got {self.nproc}")
-        if self.cache_gb <= 0:
-            problems.append("--cache-gb: must be positive")
         return problems + self.toolbox_problems()
 
     def toolbox_problems(self) -> list[str]:
@@ -126,16 +115,6 @@ class TrainConfig:
         from imgclf.config.schedules import check_chain
 
         problems = check_chain(self.scheduler, self.sched_args)
-        for flag, value in (("--head-lr", self.head_lr), ("--unfreeze-at", self.unfreeze_at),
-                            ("--patience", self.patience)):
-            if value < 0:
-                problems.append(f"{flag}: must be 0 or more, got {value}")
-        if self.kd_temperature <= 0:
-            problems.append(f"--kd-temperature: must be positive, got {self.kd_temperature}")
-        if not 0.0 <= self.kd_alpha <= 1.0:
-            problems.append(f"--kd-alpha: must be in [0, 1], got {self.kd_alpha}")
-        if not 0.0 < self.threshold < 1.0:
-            problems.append(f"--threshold: must be in (0, 1), got {self.threshold}")
         if self.unfreeze_at and not self.freeze_backbone:
             problems.append("--unfreeze-at: only with --freeze-backbone")
         if self.pretrained is not None and self.weights != "none":

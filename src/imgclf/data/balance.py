@@ -13,11 +13,9 @@ from collections.abc import Callable
 
 import torch
 
-def class_counts(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(K,) images per class of (N,) class indices, or positives per label of (N, K) multi-hot targets."""
-    if targets.ndim == 2:
-        return targets.float().sum(dim=0)
-    return torch.bincount(targets.long(), minlength=num_classes).float()
+from imgclf.engine.runtime import seeded_generator
+
+BALANCED_ORDER_STREAM = 7_919   # apart from the plain epoch order of the same (seed, epoch)
 
 
 def class_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -42,13 +40,9 @@ def balanced_order(targets: torch.Tensor, seed: int, epoch: int) -> torch.Tensor
     """(N,) sample indices drawn with replacement, each class equally likely; seeded by (seed, epoch)."""
     counts = torch.bincount(targets.long())
     weights = 1.0 / counts[targets.long()].double()                  # (N,) 1 / n_c
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
+    gen = seeded_generator(seed, "epoch", epoch, offset=BALANCED_ORDER_STREAM)
     return torch.multinomial(weights, len(targets), replacement=True, generator=gen)
 
-
-# --balance name -> what it changes: (loss class weights?, sampled epoch order?)
-BALANCE_MODES: dict[str, tuple[bool, bool]] = {"none": (False, False), "sampler": (False, True),
-                                               "loss": (True, False)}
 
 OrderFn = Callable[[int, int, int], torch.Tensor]   # (num_images, seed, epoch) -> (N,) indices
 

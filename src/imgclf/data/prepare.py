@@ -200,6 +200,11 @@ def check_destination(dst: Path, src_root: Path | None, protected: Sequence[Path
                           "prepare_report.json in it (other files are kept)")
 
 
+def lock_path(dst: Path) -> Path:
+    """The lock file of the one process writing ``dst``: beside it, since the swap replaces DST itself."""
+    return dst.parent / f".{dst.name}.lock"
+
+
 def make_workspace(dst: Path) -> Path:
     """A fresh hidden folder beside ``dst`` (same file system, so the final move is a rename)."""
     dst.parent.mkdir(parents=True, exist_ok=True)

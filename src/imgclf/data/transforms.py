@@ -86,7 +86,8 @@ def normalization(kind: str, channels: int, train_mean: list[float] | None = Non
         return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
     if kind == "half":
         return [0.5] * channels, [0.5] * channels
-    assert train_mean is not None and train_std is not None
+    if train_mean is None or train_std is None:
+        raise ValueError("--normalize auto needs the mean and std of the train split")
     return train_mean, [max(s, 1e-3) for s in train_std]
 
 

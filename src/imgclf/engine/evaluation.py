@@ -77,7 +77,7 @@ def evaluate(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torc
     from imgclf.analysis.metrics import accuracy, mean_loss, multilabel_scores
 
     if output == "multilabel":
-        scores = multilabel_scores(probs, targets.float(), threshold)
+        scores = multilabel_scores(probs.numpy(), targets.numpy(), threshold)
         extra = {k: v for k, v in scores.items() if k not in ("val_loss", "val_acc")}
         return EvalResult(probs, targets, scores["val_loss"], scores["val_acc"], extra)
     t, p = targets.numpy(), probs.numpy()

@@ -15,6 +15,7 @@ from torch import nn
 
 from imgclf.analysis.enhance import make_preprocess
 from imgclf.artifacts import RunDir
+from imgclf.console import warn
 from imgclf.data.folders import list_images, list_split
 from imgclf.data.decode import is_image_name
 from imgclf.data.loading import load_images
@@ -25,7 +26,7 @@ from imgclf.data.transforms import Preprocess
 from imgclf.engine.evaluation import predict_batches
 from imgclf.engine.runtime import Runtime, configure_threads, resolve_runtime
 from imgclf.errors import CheckpointError, ImgclfError
-from imgclf.models.registry import create_model
+from imgclf.models.registry import Trust, check_trusted, create_model
 
 
 @dataclass
@@ -80,12 +81,13 @@ def check_meta(meta: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: metadata is not usable ({'; '.join(problems)})")
 
 
-def check_model_spec(spec: str, path: Path) -> None:
+def check_model_spec(spec: str, path: Path, trust: Trust = False) -> None:
     """Refuse model names from a checkpoint that would run arbitrary code to build the model.
 
     A user model is ``package.module:ClassName``: building it imports that module and calls the
     class. A checkpoint someone sent you could name anything importable (``os:system``, a
-    module with side effects on import), so the standard library is refused outright, and
+    module with side effects on import), so the standard library is refused outright, any
+    other module needs the user's consent (``trust``: ``--trust-model-code``), and
     :func:`imgclf.models.registry.import_model_class` accepts only a torch ``nn.Module`` class.
     """
     if ":" not in spec:
@@ -95,12 +97,14 @@ def check_model_spec(spec: str, path: Path) -> None:
     if not module_name or not class_name.isidentifier() or top in sys.stdlib_module_names or top == "builtins":
         raise CheckpointError(f"{path}: refusing model {spec!r} named in the checkpoint metadata (not an imgclf "
                               "model nor a user nn.Module class; building it would run other code)")
+    check_trusted(spec, trust, str(path))
 
 
-def build_model(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], path: Path) -> nn.Module:
+def build_model(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], path: Path,
+                trust: Trust = False) -> nn.Module:
     """Rebuild the architecture named in the metadata and load the weights strictly."""
     check_meta(meta, path)
-    check_model_spec(meta["model"], path)
+    check_model_spec(meta["model"], path, trust)
     num_outputs = int(meta.get("num_outputs", meta["num_classes"]))   # 1 for a single-logit (bce) model
     try:
         model = create_model(meta["model"], num_outputs, int(meta["in_channels"]))
@@ -116,22 +120,30 @@ def build_model(meta: dict[str, Any], state_dict: dict[str, torch.Tensor], path:
 def fuse_for_inference(model: nn.Module) -> nn.Module:
     """Fold BatchNorm into the preceding conv (18% faster resnet18 inference on a 2-core CPU).
 
-    Models that torch.fx cannot trace are returned unchanged.
+    A model that torch.fx cannot trace (data-dependent control flow, ...) is returned unchanged,
+    with a warning: its predictions are the same, only slower.
     """
     from torch.fx.experimental.optimization import fuse
 
     try:
         return fuse(model.eval())
-    except Exception:  # noqa: BLE001 - any tracing problem just means no fusion
+    except Exception as err:  # noqa: BLE001 - torch.fx raises many kinds of errors while tracing
+        reason = (str(err).strip().splitlines() or [""])[0][:160]
+        warn(f"BatchNorm was not folded into the convolutions ({type(err).__name__}: {reason}); "
+             "predicting with the unfused model (same results, slower)")
         return model
 
 
-def load_model_file(path: Path, device: str = "auto", precision: str = "auto", fused: bool = True) -> LoadedModel:
-    """Weights + metadata -> a model ready to predict (``fused=False`` keeps the module structure)."""
+def load_model_file(path: Path, device: str = "auto", precision: str = "auto", fused: bool = True,
+                    trust_model_code: Trust = False) -> LoadedModel:
+    """Weights + metadata -> a model ready to predict (``fused=False`` keeps the module structure).
+
+    ``trust_model_code`` allows a ``package.module:Class`` model named in the file to be imported.
+    """
     configure_threads()
     state_dict, meta = load_weights(path)
     runtime = resolve_runtime(device, precision)
-    model = build_model(meta, state_dict, path).to(runtime.device).eval()
+    model = build_model(meta, state_dict, path, trust_model_code).to(runtime.device).eval()
     if fused:
         model = fuse_for_inference(model)
     if runtime.channels_last:
@@ -147,7 +159,7 @@ def load_model_file(path: Path, device: str = "auto", precision: str = "auto", f
 
 
 def load_run_model(run_dir: Path, which: str = "best", device: str = "auto", precision: str = "auto",
-                   fused: bool = True) -> LoadedModel:
+                   fused: bool = True, trust_model_code: Trust = False) -> LoadedModel:
     """The run's ``best`` or ``last`` weights, ready to predict."""
     run = RunDir(Path(run_dir))
     run.require_trained()
@@ -155,7 +167,7 @@ def load_run_model(run_dir: Path, which: str = "best", device: str = "auto", pre
     if not path.is_file():
         raise ImgclfError(f"{path}: not found; the run has not saved {which} weights yet "
                           f"(finish it with: imgclf train --resume {run.root})")
-    loaded = load_model_file(path, device, precision, fused)
+    loaded = load_model_file(path, device, precision, fused, trust_model_code)
     loaded.run = run
     return loaded
 

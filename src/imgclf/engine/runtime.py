@@ -86,6 +86,21 @@ def configure_threads(processes_per_machine: int = 1) -> int:
     return threads
 
 
+SEED_STRIDES = {"epoch": 100_003, "step": 1_000_003}   # primes: (seed, index) pairs never collide in practice
+
+
+def derived_seed(seed: int, per: str, index: int, offset: int = 0) -> int:
+    """The seed of one epoch's (``per="epoch"``) or one step's randomness: a pure function of
+    (seed, index), so a resumed run draws exactly the numbers of an uninterrupted one.
+    ``offset`` keeps the streams apart (epoch order, balanced order, augmentation, dropout per rank)."""
+    return seed * SEED_STRIDES[per] + index + offset
+
+
+def seeded_generator(seed: int, per: str, index: int, offset: int = 0) -> torch.Generator:
+    """A CPU generator seeded with :func:`derived_seed`."""
+    return torch.Generator().manual_seed(derived_seed(seed, per, index, offset))
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import lru_cache
 
 from torch import nn
 
-from imgclf.errors import ImgclfError, UsageError
+from imgclf.errors import CheckpointError, ImgclfError, UsageError
 from imgclf.models.small_cnn import SmallCNN
 
 LOCAL_MODELS: dict[str, Callable[[int, int], nn.Module]] = {
@@ -62,6 +62,22 @@ def import_model_class(spec: str) -> type[nn.Module]:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise UsageError(f"--model {spec}: {class_name} is not a torch.nn.Module class")
     return cls
+
+
+Trust = bool | Collection[str]   # True: any model; a collection: these package.module:Class names
+
+
+def check_trusted(spec: str, trust: Trust, where: str, alternative: str = "") -> None:
+    """Refuse a ``package.module:Class`` model named by a file (checkpoint, run config) without consent.
+
+    Building it imports ``package.module``, which runs that module's code; torchvision and
+    imgclf's own models need no consent. ``trust`` is ``--trust-model-code`` (True) or the
+    model names the user typed on the command line.
+    """
+    if ":" not in spec or trust is True or (not isinstance(trust, bool) and spec in trust):
+        return
+    raise CheckpointError(f"{where}: names the model {spec!r}; building it imports and runs the module "
+                          f"{spec.partition(':')[0]!r}. If you trust it, pass --trust-model-code{alternative}")
 
 
 def _create_user_model(spec: str, num_classes: int, in_channels: int) -> nn.Module:

@@ -7,12 +7,10 @@ from disk in any browser with no server and no network.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-from imgclf.io import write_text
 from imgclf.reporting import galleries, sections
 from imgclf.reporting import markup as M
-from imgclf.reporting.rundata import RunData, load_run
+from imgclf.reporting.rundata import RunData
 
 SectionFn = Callable[[RunData, str], str]
 
@@ -28,7 +26,6 @@ SECTIONS: tuple[tuple[str, str, SectionFn], ...] = (
     ("enhance", "Enhancement", galleries.enhance_section),
     ("reproduce", "Reproduce", sections.reproduce_section),
 )
-SECTION_IDS = tuple(s[0] for s in SECTIONS)
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -167,11 +164,3 @@ def render_report(data: RunData, run_arg: str) -> str:
             f"<title>imgclf report · {M.esc(data.name)}</title><style>{STYLE}</style></head>"
             f'<body>{_header(data)}<main class="wrap">{body}{footer}</main>'
             f"<script>{SCRIPT}</script></body></html>\n")
-
-
-def write_report(run: str | Path, out: str | Path | None = None) -> Path:
-    """Render the report of run folder ``run`` and write it atomically (default RUN/report.html)."""
-    data = load_run(run)
-    path = Path(out) if out is not None else data.run.report_html
-    write_text(path, render_report(data, str(run)))
-    return path

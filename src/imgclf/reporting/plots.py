@@ -127,13 +127,6 @@ def render_training_curves(rows: Sequence[Mapping[str, Any]], best_step: float |
     return figure_png(training_curves_figure(rows, best_step))
 
 
-def plot_training_curves(rows: Sequence[Mapping[str, Any]], path: str | Path,
-                         best_step: float | None = None) -> Path:
-    """Write the training curves of ``metrics.csv`` rows to ``path`` (PNG, atomic)."""
-    write_bytes(path, render_training_curves(rows, best_step))
-    return Path(path)
-
-
 # --------------------------------------------------------------------------- confusion matrix
 
 def _normalize_mode(normalize: str | bool | None) -> str | None:

@@ -149,8 +149,6 @@ def confusion_section(data: RunData, run_arg: str) -> str:
                f"From {M.code('evaluation.json')} ({M.esc(ev.get('split', 'val'))} split, "
                f"{M.esc(ev.get('checkpoint', ''))} weights); counts also in {M.code('confusion_matrix.csv')}.")
     body = M.figure(png, "confusion matrix", caption, "matrix" if len(classes) <= 12 else "")
-    if data.run.roc_png.is_file():
-        body += M.figure(M.image_bytes(data.run.roc_png), "ROC curve", f"ROC curve ({M.code('roc.png')}).")
     return section("confusion", "Confusion matrix", problems + body)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from imgclf.errors import ImgclfError
+from imgclf.models.registry import Trust
 
 
 def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -62,11 +63,12 @@ class Teacher:
             return self.model(x).float()
 
 
-def load_teacher(run_dir: Path, classes: list[str], device: str, precision: str) -> Teacher:
+def load_teacher(run_dir: Path, classes: list[str], device: str, precision: str,
+                 trust_model_code: Trust = False) -> Teacher:
     """The best weights of ``run_dir`` as a Teacher; its classes must be the student's, in order."""
     from imgclf.engine.inference import load_run_model
 
-    loaded = load_run_model(run_dir, "best", device, precision)
+    loaded = load_run_model(run_dir, "best", device, precision, trust_model_code=trust_model_code)
     if loaded.classes != classes:
         raise ImgclfError(f"--teacher {run_dir}: its classes {loaded.classes} differ from this data's "
                           f"{classes}; a teacher must be trained on the same classes")

@@ -8,7 +8,6 @@ run resumed from ``last.state.pt`` continues exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,13 +20,18 @@ from imgclf.artifacts import RunDir
 from imgclf.console import progress, status
 from imgclf.data.sources import BatchSource, split_order
 from imgclf.data.transforms import apply_augment, sample_augment_params, to_float
+from imgclf.analysis.metrics import lower_is_better
 from imgclf.engine.checkpoint import save_state, save_weights
 from imgclf.engine.distributed import SINGLE, Dist, all_reduce_mean, barrier, broadcast_buffers, shard_batch
 from imgclf.engine.evaluation import EvalResult, Preprocess, evaluate
+from imgclf.engine.runtime import Runtime, derived_seed, seeded_generator
 from imgclf.training.logger import MetricsLogger
-from imgclf.engine.runtime import Runtime
-from imgclf.training.stopping import EarlyStopping
 from imgclf.training.optim import FreezePlan, optimizer_step, set_backbone_frozen, set_lr, uses_closure
+from imgclf.training.schedules import LRSchedule
+from imgclf.training.stopping import EarlyStopping
+
+AUGMENT_STREAM = 1          # per-step seed offsets: augmentation choices ...
+DROPOUT_STREAM = 7_919      # ... and dropout masks (times the rank: each rank its own masks)
 
 
 @dataclass
@@ -39,7 +43,7 @@ class FitSettings:
     hflip: bool
     mean: torch.Tensor            # (C,) on the device
     std: torch.Tensor             # (C,) on the device
-    schedule: Any                 # imgclf.training.schedules.LRSchedule: the lr factor of every step
+    schedule: LRSchedule          # the lr factor of every step
     clip_grad: float = 0.0
     eval_every: int = 0
     eval_batches: int = 0
@@ -63,12 +67,30 @@ class FitState:
     last_eval: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Window:
+    """What happened since the last logged row: summed train loss, steps, images and training seconds."""
+
+    loss: torch.Tensor
+    steps: int = 0
+    images: int = 0
+    time_s: float = 0.0
+
+    @classmethod
+    def empty(cls, device: torch.device) -> Window:
+        return cls(torch.zeros((), device=device))
+
+    def add_step(self, loss: torch.Tensor, images: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.images += images
+
+    def mean_loss(self, ctx: Dist) -> float:
+        return float(all_reduce_mean(ctx, self.loss / max(self.steps, 1)))
+
+
 def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-
-def step_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+    return torch.randperm(num_images, generator=seeded_generator(seed, "epoch", epoch))
 
 
 def epoch_batches(num_images: int, batch_size: int, seed: int, epoch: int, ctx: Dist = SINGLE,
@@ -94,12 +116,12 @@ def steps_per_epoch(num_images: int, batch_size: int, world_size: int = 1) -> in
 
 
 def is_better(metric: str, candidate: dict[str, float], best: dict[str, float]) -> bool:
-    """Higher val_acc (ties broken by lower val_loss), or lower val_loss."""
+    """Lower for a loss, else higher (ties broken by the lower val_loss)."""
     if metric not in best:
         return True
-    if metric == "val_acc":
-        return (candidate["val_acc"], -candidate["val_loss"]) > (best["val_acc"], -best["val_loss"])
-    return candidate[metric] < best[metric]
+    if lower_is_better(metric):
+        return candidate[metric] < best[metric]
+    return (candidate[metric], -candidate["val_loss"]) > (best[metric], -best["val_loss"])
 
 
 class Trainer:
@@ -108,14 +130,15 @@ class Trainer:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                  runtime: Runtime, settings: FitSettings, run: RunDir, logger: MetricsLogger | None,
                  ctx: Dist = SINGLE, train_model: nn.Module | None = None) -> None:
-        # model: the plain module (evaluated, saved); train_model: what trains (DDP wrapper or the same)
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.train_model = train_model if train_model is not None else model
-        self.ctx = ctx
-        self.runtime, self.s, self.run, self.logger = runtime, settings, run, logger
+        self.model = model                 # the plain module: evaluated and saved
+        self.train_model = train_model if train_model is not None else model   # what trains (DDP or the same)
+        self.optimizer, self.loss_fn = optimizer, loss_fn
+        self.runtime, self.settings, self.run, self.logger, self.ctx = runtime, settings, run, logger, ctx
         self.state = FitState()
         self.started = time.perf_counter()
-        self.train_images = 0
+        self.train_images = 0              # set by fit: the step -> epoch arithmetic needs it
+        self.window = Window.empty(runtime.device)
+        self.last_row: dict[str, Any] = {}
 
     # -- checkpoints -------------------------------------------------------------------
     def resume_from(self, saved: dict[str, Any]) -> None:
@@ -124,9 +147,9 @@ class Trainer:
         self.state = FitState(step=int(saved["step"]), best=dict(saved.get("best", {})),
                               last_eval=dict(saved.get("last_eval", {})))
         if "schedule" in saved:
-            self.s.schedule.load_state_dict(saved["schedule"])
-        if self.s.stopper is not None and "stopper" in saved:
-            self.s.stopper.load_state_dict(saved["stopper"])
+            self.settings.schedule.load_state_dict(saved["schedule"])
+        if self.settings.stopper is not None and "stopper" in saved:
+            self.settings.stopper.load_state_dict(saved["stopper"])
 
     def save(self, best: bool = False) -> None:
         """Rank 0 writes; every rank waits until the files are complete."""
@@ -135,85 +158,89 @@ class Trainer:
         barrier(self.ctx)
 
     def _write_checkpoint(self, best: bool) -> None:
-        spe = steps_per_epoch(self.train_images, self.s.batch_size, self.ctx.world_size)
-        meta = {**self.s.meta, "step": self.state.step, "epoch": round(self.state.step / spe, 4),
+        settings = self.settings
+        spe = steps_per_epoch(self.train_images, settings.batch_size, self.ctx.world_size)
+        meta = {**settings.meta, "step": self.state.step, "epoch": round(self.state.step / spe, 4),
                 **{k: v for k, v in self.state.last_eval.items() if k.startswith("val_")}}
-        weights = {k: v for k, v in self.model.state_dict().items()}
+        weights = dict(self.model.state_dict())
         if best:
             save_weights(self.run.weights("best"), weights, meta)
             return
         save_state(self.run.resume_state, {
             "step": self.state.step, "model": weights, "optimizer": self.optimizer.state_dict(),
             "best": self.state.best, "last_eval": self.state.last_eval, "torch_rng": torch.get_rng_state(),
-            "schedule": self.s.schedule.state_dict(),
-            **({"stopper": self.s.stopper.state_dict()} if self.s.stopper is not None else {}),
+            "schedule": settings.schedule.state_dict(),
+            **({"stopper": settings.stopper.state_dict()} if settings.stopper is not None else {}),
             "world_size": self.ctx.world_size})
         save_weights(self.run.weights("last"), weights, meta)
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self, train: BatchSource, val: BatchSource) -> FitState:
+        settings = self.settings
         self.train_images = train.num_images
         self.started = time.perf_counter()
-        spe = steps_per_epoch(train.num_images, self.s.batch_size, self.ctx.world_size)
-        total = spe * self.s.epochs
-        window = {"loss": torch.zeros((), device=self.runtime.device), "steps": 0, "images": 0,
-                  "time": 0.0}
+        spe = steps_per_epoch(train.num_images, settings.batch_size, self.ctx.world_size)
+        total = spe * settings.epochs
         while self.state.step < total:
             epoch = self.state.step // spe
-            skip = self.state.step - epoch * spe
-            chunks = epoch_batches(train.num_images, self.s.batch_size, self.s.seed, epoch, self.ctx, self.s.order_fn)
-            if self.s.freeze.freeze_backbone:
-                set_backbone_frozen(self.model, self.s.freeze.frozen_at(epoch))
-            order = torch.cat(chunks[skip:]) if skip < len(chunks) else torch.empty(0, dtype=torch.long)
-            batches = train.batches(order, self.s.batch_size)
-            self.train_model.train()
-            tick = time.perf_counter()
-            if self.ctx.is_main:
-                batches = progress(batches, total=spe - skip, desc=f"epoch {epoch + 1}/{self.s.epochs}", unit="batch")
-            for images, targets in batches:
-                loss = self.train_step(images, targets, spe)
-                window["loss"] += loss
-                window["steps"] += 1
-                window["images"] += len(targets) * self.ctx.world_size
-                self.state.step += 1
-                at_epoch_end = self.state.step % spe == 0
-                if self.s.eval_every and self.state.step % self.s.eval_every == 0 and not at_epoch_end:
-                    window["time"] += time.perf_counter() - tick
-                    self.evaluate_and_log(val, spe, window, partial=bool(self.s.eval_batches))
-                    tick = time.perf_counter()
-                if self.s.save_every and self.state.step % self.s.save_every == 0 and not at_epoch_end:
-                    self.save()
-            window["time"] += time.perf_counter() - tick
-            self.evaluate_and_log(val, spe, window, partial=False)
-            self.s.schedule.after_epoch(self.last_row)
-            stop = self.s.stopper is not None and self.s.stopper.update(self.last_row)
+            self.run_epoch(train, val, epoch, spe)
+            self.evaluate_and_log(val, spe, partial=False)
+            settings.schedule.after_epoch(self.last_row)
+            stop = settings.stopper is not None and settings.stopper.update(self.last_row)
             self.save()
             if stop and self.state.step < total:
                 if self.ctx.is_main:
-                    status(f"early stopping after epoch {epoch + 1}: {self.s.stopper.metric} has not improved "
-                           f"for {self.s.stopper.patience} epoch(s)")
+                    status(f"early stopping after epoch {epoch + 1}: {settings.stopper.metric} has not improved "
+                           f"for {settings.stopper.patience} epoch(s)")
                 break
         return self.state
 
+    def run_epoch(self, train: BatchSource, val: BatchSource, epoch: int, spe: int) -> None:
+        """The (remaining) steps of one epoch, with the step evaluations and saves inside it."""
+        settings = self.settings
+        skip = self.state.step - epoch * spe
+        chunks = epoch_batches(train.num_images, settings.batch_size, settings.seed, epoch, self.ctx,
+                               settings.order_fn)
+        if settings.freeze.freeze_backbone:
+            set_backbone_frozen(self.model, settings.freeze.frozen_at(epoch))
+        order = torch.cat(chunks[skip:]) if skip < len(chunks) else torch.empty(0, dtype=torch.long)
+        batches = train.batches(order, settings.batch_size)
+        self.train_model.train()
+        tick = time.perf_counter()
+        if self.ctx.is_main:
+            batches = progress(batches, total=spe - skip, desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch")
+        for images, targets in batches:
+            self.window.add_step(self.train_step(images, targets), len(targets) * self.ctx.world_size)
+            self.state.step += 1
+            at_epoch_end = self.state.step % spe == 0
+            if settings.eval_every and self.state.step % settings.eval_every == 0 and not at_epoch_end:
+                self.window.time_s += time.perf_counter() - tick
+                self.evaluate_and_log(val, spe, partial=bool(settings.eval_batches))
+                tick = time.perf_counter()
+            if settings.save_every and self.state.step % settings.save_every == 0 and not at_epoch_end:
+                self.save()
+        self.window.time_s += time.perf_counter() - tick
+
     def seed_step(self, step: int) -> None:
         """Dropout & co. depend on (seed, step, rank) only: exact resume, the same masks on re-evaluation."""
-        torch.manual_seed(self.s.seed * 1_000_003 + step + 7_919 * self.ctx.rank)
+        torch.manual_seed(derived_seed(self.settings.seed, "step", step, DROPOUT_STREAM * self.ctx.rank))
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, spe: int) -> torch.Tensor:
-        step = self.state.step
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        settings, step = self.settings, self.state.step
         self.seed_step(step)
         images = images.to(self.runtime.device, non_blocking=True)
         targets = targets.to(self.runtime.device, non_blocking=True)
-        if self.s.preprocess is not None:
-            images = self.s.preprocess(images)
+        if settings.preprocess is not None:
+            images = settings.preprocess(images)
         # the choices are drawn for the whole global batch, then sliced: N ranks x B == 1 rank x N*B
         n, rank = images.shape[0], self.ctx.rank
-        params = sample_augment_params(n * self.ctx.world_size, self.s.crop_padding, self.s.hflip,
-                                       step_generator(self.s.seed, step))[rank * n:(rank + 1) * n]
-        images = apply_augment(images, self.s.crop_padding, params)
-        x = to_float(images, self.s.mean, self.s.std, self.runtime.channels_last)
-        set_lr(self.optimizer, self.s.schedule.factor)
-        extra = (self.s.teacher(images),) if self.s.teacher is not None else ()
+        params = sample_augment_params(n * self.ctx.world_size, settings.crop_padding, settings.hflip,
+                                       seeded_generator(settings.seed, "step", step, AUGMENT_STREAM)
+                                       )[rank * n:(rank + 1) * n]
+        images = apply_augment(images, settings.crop_padding, params)
+        x = to_float(images, settings.mean, settings.std, self.runtime.channels_last)
+        set_lr(self.optimizer, settings.schedule.factor)
+        extra = (settings.teacher(images),) if settings.teacher is not None else ()
         # LBFGS re-evaluates the loss: full precision, and the same dropout masks each time
         closure = uses_closure(self.optimizer)
         autocast = contextlib.nullcontext if closure else self.runtime.autocast
@@ -225,34 +252,33 @@ class Trainer:
                 logits = self.train_model(x)
             return self.loss_fn(logits.float(), targets, *extra)
 
-        loss = optimizer_step(self.optimizer, forward_loss, self.s.clip_grad, step)
-        self.s.schedule.after_step()
+        loss = optimizer_step(self.optimizer, forward_loss, settings.clip_grad, step)
+        settings.schedule.after_step()
         return loss
 
-    def evaluate_and_log(self, val: BatchSource, spe: int, window: dict[str, Any], partial: bool) -> EvalResult:
+    def evaluate_and_log(self, val: BatchSource, spe: int, partial: bool) -> EvalResult:
+        settings, window = self.settings, self.window
         broadcast_buffers(self.ctx, self.model)
-        result = evaluate(self.model, val, self.runtime, self.s.mean, self.s.std, self.s.eval_batch_size,
-                          self.s.eval_batches if partial else 0, self.s.preprocess, self.ctx,
-                          self.s.output, self.s.threshold)
+        result = evaluate(self.model, val, self.runtime, settings.mean, settings.std, settings.eval_batch_size,
+                          settings.eval_batches if partial else 0, settings.preprocess, self.ctx,
+                          settings.output, settings.threshold)
         self.train_model.train()
-        steps = max(window["steps"], 1)
-        train_loss = float(all_reduce_mean(self.ctx, window["loss"] / steps))
+        train_loss = window.mean_loss(self.ctx)
         row = {"step": self.state.step, "epoch": round(self.state.step / spe, 4),
-               "train_loss": round(train_loss, 6) if window["steps"] else "",
+               "train_loss": round(train_loss, 6) if window.steps else "",
                "val_loss": round(result.loss, 6), "val_acc": round(result.accuracy, 6),
                "lr": self.optimizer.param_groups[0]["lr"],
-               "img_per_s": round(window["images"] / window["time"], 1) if window["time"] > 0 else "",
+               "img_per_s": round(window.images / window.time_s, 1) if window.time_s > 0 else "",
                "elapsed_s": round(time.perf_counter() - self.started, 2), "val_images": result.num_images,
                **{k: round(v, 6) for k, v in result.extra.items()}}
         self.last_row = row
         if self.logger is not None:
             self.logger.log(row)
-        window.update(loss=torch.zeros((), device=self.runtime.device), steps=0, images=0, time=0.0)
+        self.window = Window.empty(self.runtime.device)
         if not partial:
             self.state.last_eval = {"step": self.state.step, "epoch": row["epoch"], "val_acc": result.accuracy,
                                     "val_loss": result.loss}
-            metric = self.s.best_metric
-            if is_better(metric, self.state.last_eval, self.state.best):
+            if is_better(settings.best_metric, self.state.last_eval, self.state.best):
                 self.state.best = dict(self.state.last_eval)
                 self.save(best=True)
         return result

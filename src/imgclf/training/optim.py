@@ -7,14 +7,13 @@ sets ``lr = initial_lr * factor`` on all groups, the head's own lr included.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from imgclf.errors import ImgclfError
-from imgclf.training.schedules import ScheduleSpec, lr_factor  # noqa: F401  (re-exported: the closed-form reference)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -39,7 +38,6 @@ def _lbfgs(groups: list[dict], lr: float, momentum: float, nesterov: bool, weigh
 
 
 OPTIMIZERS: dict[str, OptimizerFactory] = {"sgd": _sgd, "adam": _adam, "adamw": _adamw, "lbfgs": _lbfgs}
-CLOSURE_OPTIMIZERS = frozenset({"lbfgs"})   # their step() re-evaluates the loss through a closure
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, head_names: set[str] | None = None,
@@ -140,12 +138,3 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> int:
             param.requires_grad_(want)
             changed += 1
     return changed
-
-
-def count_parameters(params: Iterable[torch.Tensor]) -> int:
-    return sum(p.numel() for p in params)
-
-
-__all__ = ["CLOSURE_OPTIMIZERS", "FreezePlan", "OPTIMIZERS", "ScheduleSpec", "count_parameters",
-           "create_optimizer", "lr_factor", "optimizer_step", "parameter_groups",
-           "set_backbone_frozen", "set_lr", "uses_closure"]

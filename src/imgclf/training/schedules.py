@@ -13,7 +13,6 @@ Chain syntax: ``--scheduler exponential,multistep`` with per-scheduler parameter
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler as S
 
+from imgclf.analysis.metrics import lower_is_better
 from imgclf.config.schedules import SCHEDULER_PARAMS, parse_chain, parse_sched_args
 
 WARMUP_START = 0.1   # warm-up starts at lr/10
@@ -83,8 +83,8 @@ SCHEDULERS: dict[str, SchedulerKind] = {
 
 
 def metric_mode(metric: str) -> str:
-    """'min' for losses, 'max' for everything else (accuracy, F1, mAP...)."""
-    return "min" if "loss" in metric else "max"
+    """PyTorch's plateau mode of a val metric: 'min' for losses, 'max' for the rest."""
+    return "min" if lower_is_better(metric) else "max"
 
 
 @dataclass
@@ -159,38 +159,3 @@ def create_schedule(chain: str, sched_args: Sequence[str], steps_per_epoch: int,
     params, _ = parse_sched_args(sched_args)
     horizon = Horizon(steps_per_epoch, epochs, round(warmup_epochs * steps_per_epoch))
     return LRSchedule(parse_chain(chain), horizon, params, defaults)
-
-
-# --- closed form of the single schedules (a reference for tests) ---------------------------
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    kind: str
-    total_epochs: float
-    warmup_epochs: float = 0.0
-    step_size: int = 30
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-
-
-def _cosine(epoch: float, s: ScheduleSpec) -> float:
-    span = max(s.total_epochs - s.warmup_epochs, 1e-9)
-    t = min(max(epoch - s.warmup_epochs, 0.0) / span, 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-CLOSED_FORMS: dict[str, Callable[[float, ScheduleSpec], float]] = {
-    "cosine": _cosine,
-    "step": lambda epoch, s: s.gamma ** int(epoch // max(s.step_size, 1)),
-    "multistep": lambda epoch, s: s.gamma ** sum(int(epoch) >= m for m in s.milestones),
-    "exponential": lambda epoch, s: s.gamma ** int(epoch),
-    "constant": lambda epoch, s: 1.0,
-}
-
-
-def lr_factor(epoch: float, spec: ScheduleSpec) -> float:
-    """Closed form of one schedule at a (fractional) epoch: linear warm-up times the schedule."""
-    factor = CLOSED_FORMS[spec.kind](epoch, spec)
-    if spec.warmup_epochs > 0 and epoch < spec.warmup_epochs:
-        factor *= WARMUP_START + (1.0 - WARMUP_START) * epoch / spec.warmup_epochs
-    return factor

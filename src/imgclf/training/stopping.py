@@ -6,10 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-
-def lower_is_better(metric: str) -> bool:
-    """Losses go down; accuracy, F1, mAP and the rest go up."""
-    return "loss" in metric
+from imgclf.analysis.metrics import lower_is_better
 
 
 @dataclass
