@@ -76,6 +76,11 @@ def resumable_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
 
 
+def ordered_fields(cls_or_cfg: Any) -> list[dataclasses.Field]:
+    """A config's fields, its own first and the shared ones (declared keyword-only in a base) after."""
+    return sorted(dataclasses.fields(cls_or_cfg), key=lambda f: bool(f.kw_only))
+
+
 def flag_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
@@ -110,7 +115,7 @@ def _field_shape(tp: Any) -> tuple[Any, bool, bool]:
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one argument per dataclass field. Defaults are suppressed so we can tell what was given."""
     hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
+    for field in ordered_fields(cls):
         scalar, is_tuple, optional = _field_shape(hints[field.name])
         meta = field.metadata
         help_text = meta.get("help", "")
@@ -256,7 +261,7 @@ def command_line(prog: str, cfg: Any) -> str:
     import shlex
 
     parts = prog.split()
-    for field in dataclasses.fields(cfg):
+    for field in ordered_fields(cfg):
         value = getattr(cfg, field.name)
         if field.metadata.get("positional"):
             if value is not None:

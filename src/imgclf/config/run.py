@@ -11,13 +11,10 @@ from imgclf.config.shared import (Checkpoint, Device, Precision, batch_size_opt,
                                   precision_opt, trust_model_code_opt)
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """Accuracy, loss, per-class metrics, confusion matrix and predictions.csv of a run."""
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """Which weights of the run, and how to run them: shared by the commands that predict with a run."""
 
-    run: Path = opt(help="run folder written by imgclf train", positional=True)
-    data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
-    split: str = opt("val", "which split of DATA to evaluate")
     checkpoint: Checkpoint = checkpoint_opt()
     batch_size: int = batch_size_opt()
     device: Device = device_opt()
@@ -26,7 +23,16 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
-class PredictConfig:
+class EvaluateConfig(ModelOptions):
+    """Accuracy, loss, per-class metrics, confusion matrix and predictions.csv of a run."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
+    split: str = opt("val", "which split of DATA to evaluate")
+
+
+@dataclass(frozen=True)
+class PredictConfig(ModelOptions):
     """Top-k classes with probabilities for image files or folders."""
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
@@ -35,11 +41,6 @@ class PredictConfig:
     tta: bool = opt(False, "average with the horizontally flipped image", switch=True)
     csv: Path | None = opt(None, "also write the predictions to this CSV file")
     json: bool = opt(False, "print JSON instead of a table", switch=True)
-    checkpoint: Checkpoint = checkpoint_opt()
-    batch_size: int = batch_size_opt()
-    device: Device = device_opt()
-    precision: Precision = precision_opt()
-    trust_model_code: bool = trust_model_code_opt()
     force: bool = opt(False, "overwrite --csv if it exists", switch=True)
 
 
@@ -54,22 +55,17 @@ class InspectConfig:
 
 
 @dataclass(frozen=True)
-class MistakesConfig:
+class MistakesConfig(ModelOptions):
     """Copy every misclassified image into RUN/mistakes/<true>/<predicted>/ and rank them."""
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
     split: str = opt("val", "which labelled split to mine")
     gallery: int = opt(36, "how many of the worst mistakes the gallery PNG shows", min=0)
-    checkpoint: Checkpoint = checkpoint_opt()
-    batch_size: int = batch_size_opt()
-    device: Device = device_opt()
-    precision: Precision = precision_opt()
-    trust_model_code: bool = trust_model_code_opt()
 
 
 @dataclass(frozen=True)
-class EnhanceConfig:
+class EnhanceConfig(ModelOptions):
     """Re-predict images under intensity enhancements: which rescue mistakes, which break correct ones."""
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
@@ -80,11 +76,6 @@ class EnhanceConfig:
                                metavar="NAME.PARAM=V[,V...]")
     color: Literal["luma", "channels"] = opt("luma", "enhance colour images on luminance or per channel")
     figures: int = opt(20, "per-image figures for the first N images", min=0)
-    checkpoint: Checkpoint = checkpoint_opt()
-    batch_size: int = batch_size_opt()
-    device: Device = device_opt()
-    precision: Precision = precision_opt()
-    trust_model_code: bool = trust_model_code_opt()
 
 
 @dataclass(frozen=True)
