@@ -26,13 +26,18 @@ def test_prepare_train_evaluate_mistakes_enhance_predict_report_resume(tmp_path:
                  "--batch-size", "9", "--img-size", "32", "--lr", "0.02"]) == 0
     steps = [int(r["step"]) for r in csv_rows(RunDir(run).metrics_csv)]
     assert steps == [3, 6]                                   # 27 train images / 9 per step
-    assert main(["evaluate", str(run), "--checkpoint", "last"]) == 0
+    assert main(["evaluate", str(run)]) == 0
     predictions = csv_rows(RunDir(run).predictions_csv)
     assert len(predictions) == 9                             # each val image exactly once
     wrong = sum(r["correct"] == "0" for r in predictions)
-    assert main(["mistakes", str(run), "--checkpoint", "last"]) == 0
+    own = tree_digest(run)
+    assert main(["evaluate", str(run), "--checkpoint", "last"]) == 0     # another evaluation: its own folder
+    last = RunDir(run).evaluation_dir(None, "val", "last")
+    assert len(csv_rows(last.predictions_csv)) == 9
+    assert {k: v for k, v in tree_digest(run).items() if not k.startswith("evaluations/")} == own
+    assert main(["mistakes", str(run)]) == 0
     assert len(csv_rows(RunDir(run).mistakes_csv)) == wrong
-    assert main(["enhance", str(run), "--on", "val", "--figures", "2", "--checkpoint", "last"]) == 0
+    assert main(["enhance", str(run), "--on", "val", "--figures", "2"]) == 0
     summary = csv_rows(RunDir(run).enhance_summary_csv)
     assert {"original", "gamma", "histeq", "clahe"} <= {r["transform"] for r in summary}
     assert main(["predict", str(run), str(data / "val"), "--topk", "2"]) == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgclf.artifacts import RunDir
 from imgclf.cli import main
 from tests.conftest import tree_digest
 
@@ -45,12 +46,14 @@ def expected_mistakes(run: Path, data: Path) -> tuple[int, list[Path]]:
 def test_mistakes_copies_ranks_and_flags(run_and_data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     run, data = run_and_data
     before = tree_digest(data)
-    stale = run / "mistakes" / "old.txt"
+    folder = RunDir(run).evaluation_dir(data, "val", "best")        # another data folder: its own place
+    stale = folder.mistakes_dir / "old.txt"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text("from an earlier run")
+    own_before = tree_digest(run / "mistakes") if (run / "mistakes").is_dir() else {}
     assert main(["mistakes", str(run), str(data), "--device", "cpu", "--precision", "fp32"]) == 0
     num_wrong, wrong_paths = expected_mistakes(run, data)
-    rows = read_rows(run / "mistakes" / "mistakes.csv")
+    rows = read_rows(folder.mistakes_csv)
     classes = json.loads((run / "classes.json").read_text())
     assert list(rows[0]) == ["rank", "path", "copy", "true", "predicted", *(f"prob_{c}" for c in classes),
                              "loss", "margin", "label_issue", "self_confidence"]
@@ -60,13 +63,14 @@ def test_mistakes_copies_ranks_and_flags(run_and_data: tuple[Path, Path], capsys
     assert losses == sorted(losses, reverse=True) and [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
     for row in rows:
         copy = run / row["copy"]
-        assert copy.parent == run / "mistakes" / row["true"] / row["predicted"]
+        assert copy.parent == folder.mistakes_dir / row["true"] / row["predicted"]
         assert copy.read_bytes() == Path(row["path"]).read_bytes()
         assert copy.name.startswith(f"{int(row['rank']):04d}_")
         assert float(row["margin"]) >= 0 and row["label_issue"] in ("0", "1")
     assert tree_digest(data) == before  # copied, never moved
     assert not stale.exists()
-    assert (run / "mistakes" / "gallery.png").stat().st_size > 0 and (run / "mistakes" / "label_errors.png").is_file()
+    assert folder.mistakes_gallery_png.stat().st_size > 0 and folder.label_errors_png.is_file()
+    assert (tree_digest(run / "mistakes") if (run / "mistakes").is_dir() else {}) == own_before
     assert "rank" in capsys.readouterr().out
 
 
@@ -83,9 +87,9 @@ def test_bad_set_is_a_usage_error_naming_the_flag(trained_run: Path, capsys: pyt
     assert "--set" in err and "gamma.g" in err
 
 
-def check_enhance_outputs(run: Path, num_versions: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    summary = read_rows(run / "enhance" / "summary.csv")
-    per_image = read_rows(run / "enhance" / "per_image.csv")
+def check_enhance_outputs(enhance: Path, num_versions: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    summary = read_rows(enhance / "summary.csv")
+    per_image = read_rows(enhance / "per_image.csv")
     assert list(summary[0]) == ["transform", "params", "num_images", "accuracy", "rescued", "broken", "net_gain",
                                 "mean_delta_true_prob"]
     assert len(summary) == num_versions and summary[0]["transform"] == "original"
@@ -105,19 +109,21 @@ def check_enhance_outputs(run: Path, num_versions: int) -> tuple[list[dict[str, 
 
 def test_enhance_on_mistakes_and_on_val(run_and_data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     run, data = run_and_data
-    if not (run / "mistakes" / "mistakes.csv").is_file():
+    folder = RunDir(run).evaluation_dir(data, "val", "best")
+    if not folder.mistakes_csv.is_file():
         assert main(["mistakes", str(run), str(data), "--device", "cpu", "--precision", "fp32"]) == 0
     args = ["--transforms", "gamma", "histeq", "clahe", "--set", "gamma.g=0.5,2", "--figures", "2",
             "--device", "cpu", "--precision", "fp32"]
-    assert main(["enhance", str(run), *args]) == 0
-    summary, _ = check_enhance_outputs(run, 1 + 4)
+    assert main(["enhance", str(run), "--data", str(data), *args]) == 0      # the mistakes found on DATA
+    summary, _ = check_enhance_outputs(folder.enhance_dir, 1 + 4)
     assert summary[0]["accuracy"] == "0.000000"  # every image in the set is a mistake
     assert all(r["broken"] == "0" for r in summary)
-    assert sorted(p.name[:4] for p in (run / "enhance" / "figures").glob("*.png")) == ["001_", "002_"]
-    assert (run / "enhance" / "summary.png").stat().st_size > 0
+    assert sorted(p.name[:4] for p in folder.enhance_figures_dir.glob("*.png")) == ["001_", "002_"]
+    assert (folder.enhance_dir / "summary.png").stat().st_size > 0
     assert "net_gain" in capsys.readouterr().out
     assert main(["enhance", str(run), str(data / "val"), *args]) == 0
-    summary, per_image = check_enhance_outputs(run, 1 + 4)
+    images = RunDir(run).evaluation_dir(data / "val", "images", "best")
+    summary, per_image = check_enhance_outputs(images.enhance_dir, 1 + 4)
     assert int(summary[0]["num_images"]) == len(list((data / "val").rglob("*.png")))
 
 
@@ -129,14 +135,31 @@ def test_enhance_on_an_unlabelled_folder(run_and_data: tuple[Path, Path], tmp_pa
         shutil.copy(source, folder / source.name)
     assert main(["enhance", str(run), "--on", str(folder), "--transforms", "log", "--figures", "1",
                  "--device", "cpu"]) == 0
-    summary = read_rows(run / "enhance" / "summary.csv")
+    enhanced = RunDir(run).evaluation_dir(folder, "images", "best")
+    summary = read_rows(enhanced.enhance_summary_csv)
     assert [(r["transform"], r["num_images"], r["accuracy"], r["rescued"]) for r in summary] == [
         ("original", "3", "", "0"), ("log", "3", "", "0")]
-    assert {r["correct"] for r in read_rows(run / "enhance" / "per_image.csv")} == {""}
-    assert len(list((run / "enhance" / "figures").glob("*.png"))) == 1
+    assert {r["correct"] for r in read_rows(enhanced.enhance_per_image_csv)} == {""}
+    assert len(list(enhanced.enhance_figures_dir.glob("*.png"))) == 1
 
 
 def test_bad_counts_are_usage_errors(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["enhance", str(trained_run), "--figures", "-1", "--batch-size", "0"]) == 2
     err = capsys.readouterr().err
     assert "--figures" in err and "--batch-size" in err
+
+
+def test_enhance_split_and_on_must_agree(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["enhance", str(trained_run), "--on", "test", "--split", "val"]) == 2
+    assert "--split val and --on test name different splits" in capsys.readouterr().err
+
+
+def test_enhance_reads_the_mistakes_of_the_matching_evaluation(trained_run: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other"
+    assert main(["enhance", str(trained_run), "--data", str(other), "--split", "test", "--checkpoint", "last",
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    expected = RunDir(trained_run).evaluation_dir(other, "test", "last").mistakes_csv
+    assert f"{expected} not found" in err
+    assert f"imgclf mistakes {trained_run} {other} --split test --checkpoint last" in err

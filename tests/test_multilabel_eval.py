@@ -26,16 +26,17 @@ def test_evaluate_and_mistakes_of_a_multilabel_run(tmp_path: Path) -> None:
                  epochs=2, seed=0)
     logged = rows(RunDir(run).metrics_csv)[-1]
     result = imgclf.evaluate(run, checkpoint="last", precision="fp32")
-    summary = json.loads(RunDir(run).evaluation_json.read_text())
+    folder = RunDir(run).evaluation_dir(None, "val", "last")
+    summary = json.loads(folder.evaluation_json.read_text())
     assert summary["multi_label"] and [c["class"] for c in summary["per_class"]] == ["blue", "circle", "red", "square"]
     assert result.accuracy == pytest.approx(float(logged["val_acc"]), abs=1e-6)     # per-label accuracy
     assert result.loss == pytest.approx(float(logged["val_loss"]), abs=1e-5)        # the one multi-label BCE
     assert summary["map"] == pytest.approx(float(logged["val_map"]), abs=1e-6)
-    predicted = rows(RunDir(run).predictions_csv)
+    predicted = rows(folder.predictions_csv)
     assert len(predicted) == summary["num_images"] == 8
     assert all(set(r["true"].split(";")) <= {"blue", "circle", "red", "square"} for r in predicted)
     found = imgclf.mistakes(run, checkpoint="last", precision="fp32")
-    mistakes = rows(RunDir(run).mistakes_csv)
+    mistakes = rows(folder.mistakes_csv)
     assert found.num_mistakes == len(mistakes) == sum(r["correct"] == "0" for r in predicted)
     for m in mistakes:
         assert (run / m["copy"]).read_bytes() == Path(m["path"]).read_bytes()

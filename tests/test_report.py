@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.artifacts import METRICS_COLUMNS, RunDir
+from imgclf.artifacts import METRICS_COLUMNS, EvaluationDir, RunDir
 from imgclf.cli import main
 from imgclf.io import TMP_PREFIX
 from imgclf.reporting import plots
@@ -95,8 +95,15 @@ def make_train_run(root: Path, classes: Sequence[str], num_evals: int = 6, steps
     return run
 
 
-def add_evaluation(run: RunDir, classes: Sequence[str], seed: int = 0) -> np.ndarray:
-    """What ``imgclf evaluate`` writes; returns the confusion matrix."""
+OWN_VAL = {"data": "/data/digits", "data_name": "digits-0a1b2c3d", "own_data": True, "split": "val",
+           "checkpoint": "best", "selected_on": "val", "optimistic": True,
+           "selection": "selected on val (optimistic: the best checkpoint was chosen on these images)"}
+
+
+def add_evaluation(run: RunDir, classes: Sequence[str], seed: int = 0, folder: EvaluationDir | None = None,
+                   **fields: object) -> np.ndarray:
+    """What ``imgclf evaluate`` writes (the run's own val/best unless ``folder``); returns the confusion matrix."""
+    folder = folder or run
     rng = np.random.default_rng(seed)
     n = len(classes)
     matrix = rng.integers(0, 3, size=(n, n)) + np.diag(rng.integers(8, 15, size=n))
@@ -106,13 +113,13 @@ def add_evaluation(run: RunDir, classes: Sequence[str], seed: int = 0) -> np.nda
         p, r = tp / predicted, tp / support
         per_class.append({"class": c, "precision": float(p), "recall": float(r), "f1": float(2 * p * r / (p + r)),
                           "support": int(support)})
-    _write_json(run.evaluation_json, {
-        "split": "val", "checkpoint": "best", "num_images": int(matrix.sum()),
+    _write_json(folder.evaluation_json, {
+        **OWN_VAL, "num_images": int(matrix.sum()),
         "accuracy": float(np.trace(matrix) / matrix.sum()), "loss": 0.41,
         "macro_f1": float(np.mean([x["f1"] for x in per_class])), "roc_auc": 0.93 if n == 2 else None,
-        "classes": list(classes), "per_class": per_class, "confusion_matrix": matrix.tolist()})
-    plots.plot_confusion_matrix(matrix, classes, run.confusion_png)
-    _write_csv(run.confusion_csv, ["true"] + list(classes), [[c] + list(row) for c, row in zip(classes, matrix)])
+        "classes": list(classes), "per_class": per_class, "confusion_matrix": matrix.tolist(), **fields})
+    plots.plot_confusion_matrix(matrix, classes, folder.confusion_png)
+    _write_csv(folder.confusion_csv, ["true"] + list(classes), [[c] + list(row) for c, row in zip(classes, matrix)])
     return matrix
 
 
@@ -211,7 +218,8 @@ def test_train_only_run_says_what_has_not_run_yet(tmp_path: Path, capsys: pytest
     page = build_report(run, capsys)
     for sid in SECTION_IDS:
         section_html(page, sid)
-    for sid, verb in (("confusion", "evaluate"), ("per-class", "evaluate"), ("mistakes", "mistakes"),
+    for sid, verb in (("evaluations", "evaluate"), ("confusion", "evaluate"), ("per-class", "evaluate"),
+                      ("mistakes", "mistakes"),
                       ("label-errors", "mistakes"), ("enhance", "enhance")):
         body = section_html(page, sid)
         assert "Not run yet" in body and f"<code>imgclf {verb} {run.root}</code>" in body, sid
@@ -245,6 +253,54 @@ def test_two_class_run_with_everything(tmp_path: Path, capsys: pytest.CaptureFix
     assert re.search(r'<th scope="col"[^>]*>precision</th>', page)
     assert "table.sortable" in page                  # the sorting script is inline
     assert_self_contained(page)
+
+
+def add_other_evaluations(run: RunDir, classes: Sequence[str], elsewhere: Path) -> tuple[EvaluationDir, ...]:
+    """Two more evaluations: another data folder's val split, and the run's own held-out test split."""
+    other = run.evaluation_dir(elsewhere, "val", "best")
+    add_evaluation(run, classes, 3, other, data=str(elsewhere), data_name="data-1234abcd", own_data=False,
+                   optimistic=False, selection=None)
+    test = run.evaluation_dir(None, "test", "best")
+    add_evaluation(run, classes, 4, test, split="test", optimistic=False,
+                   selection="held out (used neither for training nor for choosing the checkpoint)")
+    return other, test
+
+
+def test_every_evaluation_is_listed_with_its_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    classes = ("allReal", "allFake")
+    run = make_full_run(tmp_path / "run", classes)
+    own = json.loads(run.evaluation_json.read_text())
+    other, test = add_other_evaluations(run, classes, tmp_path / "elsewhere" / "data")
+    page = build_report(run, capsys)
+    table = section_html(page, "evaluations")
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert len(rows) == 3
+    assert "digits-0a1b2c3d" in rows[0] and "the run folder" in rows[0] and "also: mistakes, enhance" in rows[0]
+    assert 'class="badge">optimistic' in rows[0] and "selected on val" in rows[0]
+    labelled = {r for r in rows[1:] if "data-1234abcd" in r and str(tmp_path / "elsewhere" / "data") in r}
+    assert len(labelled) == 1 and other.root.relative_to(run.root).as_posix() in labelled.pop()
+    held = [r for r in rows[1:] if ">test<" in r]
+    assert len(held) == 1 and "held out" in held[0] and "optimistic" not in held[0]
+    assert table.count("optimistic</span>") == 1
+    assert f"{100 * own['accuracy']:.1f}%" in rows[0]
+    summary = section_html(page, "summary")
+    assert "evaluated accuracy (val, selected on val: optimistic)" in summary
+    test_accuracy = json.loads(test.evaluation_json.read_text())["accuracy"]
+    assert "test accuracy (held out)" in summary and f"{100 * test_accuracy:.1f}%" in summary
+    assert "optimistic" in section_html(page, "confusion")
+    assert_self_contained(page)
+
+
+def test_an_unreadable_evaluation_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    classes = ("a", "b")
+    run = make_full_run(tmp_path / "run", classes)
+    other, _ = add_other_evaluations(run, classes, tmp_path / "elsewhere")
+    other.evaluation_json.write_text("[1, 2]", encoding="utf-8")
+    page = build_report(run, capsys)
+    table = section_html(page, "evaluations")
+    name = other.root.relative_to(run.root).as_posix()
+    assert f"{name}/evaluation.json does not have the expected layout" in table
+    assert len(re.findall(r"<tr>", table)) == 1 + 3     # still listed, with dashes
 
 
 def test_twelve_classes_three_hundred_mistakes_are_capped(tmp_path: Path,

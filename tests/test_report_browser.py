@@ -15,7 +15,7 @@ from imgclf.cli import main
 from imgclf.reporting.html import SECTIONS
 
 SECTION_IDS = tuple(s[0] for s in SECTIONS)
-from test_report import make_full_run, make_train_run
+from test_report import add_other_evaluations, make_full_run, make_train_run
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
@@ -75,6 +75,26 @@ def test_full_report_in_chromium(tmp_path: Path, browser: Browser, capsys: pytes
     first = browser.evaluate(f'{SORT_COLUMN}("enhance", "net gain")')
     second = browser.evaluate(f'{SORT_COLUMN}("enhance", "net gain")')
     assert first == ["hist_eq", "none", "clahe", "gamma"] and second == first[::-1]
+    assert browser.console_errors() == []
+
+
+def test_every_evaluation_in_chromium(tmp_path: Path, browser: Browser, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_full_run(tmp_path / "run", ("allReal", "allFake"), num_mistakes=4)
+    elsewhere = tmp_path / "elsewhere" / "data"
+    add_other_evaluations(run, ("allReal", "allFake"), elsewhere)
+    state = _open_report(browser, run.root, capsys)
+    assert browser.console_errors() == []
+    assert "evaluations" in [s["id"] for s in state["sections"]]
+    rows = browser.evaluate("""Array.from(document.querySelectorAll("#evaluations tbody tr"))
+        .map(r => Array.from(r.cells).map(c => c.innerText.trim()))""")
+    assert len(rows) == 3
+    assert "digits-0a1b2c3d" in rows[0][0] and rows[0][1:3] == ["val", "best"] and "optimistic" in rows[0][8]
+    by_data = {r[0].split()[0]: r for r in rows}
+    assert str(elsewhere) in by_data["data-1234abcd"][0] and by_data["data-1234abcd"][8] == "–"
+    assert [r[1] for r in rows].count("test") == 1
+    visible = browser.evaluate('document.querySelector("#evaluations table").getBoundingClientRect().height')
+    assert visible > 60
+    browser.evaluate(f'{SORT_COLUMN}("evaluations", "accuracy")')
     assert browser.console_errors() == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,16 +16,14 @@ from imgclf.analysis.enhancements import Variant
 from imgclf.config.enhancements import plan_variants
 from imgclf.analysis.figures import EnhancementFigures, Panel, summary_chart
 from imgclf.analysis.mistakes import safe_name
-from imgclf.artifacts import RunDir
+from imgclf.artifacts import FOLDER_SPLIT, EvaluationDir, RunDir
 from imgclf.commands.mistakes import clear_folder
 from imgclf.config import EnhanceConfig
+from imgclf.config.run import SPLITS
 from imgclf.console import print_table, status, warn
 from imgclf.engine.inference import LoadedModel, load_image_files, load_run_model, load_split, predict_probs
 from imgclf.errors import ImgclfError
 from imgclf.io import write_csv
-
-SPLITS = ("train", "val", "test")
-
 
 @dataclass
 class EnhanceResult:
@@ -40,14 +39,15 @@ def _labels_from_folders(paths: list[Path], classes: list[str]) -> np.ndarray:
     return np.array([index.get(p.parent.name, -1) for p in paths], dtype=np.int64)
 
 
-def _read_mistakes(run: RunDir, loaded: LoadedModel) -> tuple[list[Path], np.ndarray, torch.Tensor]:
-    if not run.mistakes_csv.is_file():
-        raise ImgclfError(f"{run.mistakes_csv} not found: collect the mistakes first with: imgclf mistakes {run.root} "
+def _read_mistakes(folder: EvaluationDir, loaded: LoadedModel, mistakes_command: str
+                   ) -> tuple[list[Path], np.ndarray, torch.Tensor]:
+    if not folder.mistakes_csv.is_file():
+        raise ImgclfError(f"{folder.mistakes_csv} not found: collect the mistakes first with: {mistakes_command} "
                           f"(or pass --on val, or a folder of images)")
-    with open(run.mistakes_csv, newline="", encoding="utf-8") as f:
+    with open(folder.mistakes_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        raise ImgclfError(f"{run.mistakes_csv} lists no mistakes, so there is nothing to rescue; "
+        raise ImgclfError(f"{folder.mistakes_csv} lists no mistakes, so there is nothing to rescue; "
                           f"test the enhancements on all images instead with --on val")
     label_of = {str(Path(row["path"])): loaded.classes.index(row["true"]) if row["true"] in loaded.classes else -1
                 for row in rows}
@@ -57,22 +57,48 @@ def _read_mistakes(run: RunDir, loaded: LoadedModel) -> tuple[list[Path], np.nda
     return paths, np.array([label_of[str(p)] for p in paths], dtype=np.int64), images
 
 
-def load_images_to_test(run: RunDir, loaded: LoadedModel, on: str) -> tuple[list[Path], np.ndarray, torch.Tensor]:
+@dataclass(frozen=True)
+class Target:
+    """What enhance tests: the mistakes of an evaluation, all of a split, or a folder of images."""
+
+    kind: str                 # "mistakes", "split" or "folder"
+    data: Path | None         # the data folder (None = the run's own) or the folder of images
+    split: str
+
+    @property
+    def label(self) -> str:
+        return {"mistakes": f"mistakes on {self.split}", "split": self.split}.get(self.kind, str(self.data))
+
+
+def resolve_target(cfg: EnhanceConfig) -> Target:
+    """IMAGES, or --on mistakes / a split name / a folder, with --data and --split."""
+    if cfg.images is not None:
+        return Target("folder", cfg.images, FOLDER_SPLIT)
+    if cfg.on == "mistakes":
+        return Target("mistakes", cfg.data, cfg.split or "val")
+    if cfg.on in SPLITS and not Path(cfg.on).exists():
+        return Target("split", cfg.data, cfg.on)
+    if not Path(cfg.on).exists():
+        raise ImgclfError(f"--on {cfg.on}: not mistakes, {', '.join(SPLITS)} or an existing folder")
+    return Target("folder", Path(cfg.on), FOLDER_SPLIT)
+
+
+def load_images_to_test(folder: EvaluationDir, loaded: LoadedModel, target: Target, mistakes_command: str
+                        ) -> tuple[list[Path], np.ndarray, torch.Tensor]:
     """(paths, targets with -1 for unknown, uint8 images) of the mistakes, a split, or a folder."""
-    if on == "mistakes":
-        return _read_mistakes(run, loaded)
-    if on in SPLITS and not Path(on).exists():
-        paths, targets, images = load_split(loaded, None, on)
+    if target.kind == "mistakes":
+        return _read_mistakes(folder, loaded, mistakes_command)
+    if target.kind == "split":
+        paths, targets, images = load_split(loaded, target.data, target.split)
         return paths, targets.numpy(), images
-    if not Path(on).exists():
-        raise ImgclfError(f"--on {on}: not mistakes, {', '.join(SPLITS)} or an existing folder")
-    paths, images, errors = load_image_files(loaded, [Path(on)])
+    assert target.data is not None
+    paths, images, errors = load_image_files(loaded, [target.data])
     for path, reason in errors:
         warn(f"{path}: {reason}; skipped")
     return paths, _labels_from_folders(paths, loaded.classes), images
 
 
-def _write_per_image(run: RunDir, paths: list[Path], targets: np.ndarray, all_probs: np.ndarray,
+def _write_per_image(folder: EvaluationDir, paths: list[Path], targets: np.ndarray, all_probs: np.ndarray,
                      variants: list[Variant], classes: list[str]) -> None:
     names = [("original", "")] + [(v.name, v.params_text) for v in variants]
     preds = all_probs.argmax(axis=2)
@@ -83,7 +109,7 @@ def _write_per_image(run: RunDir, paths: list[Path], targets: np.ndarray, all_pr
             correct = "" if targets[n] < 0 else int(preds[v, n] == targets[n])
             rows.append([str(path), true, name, params, classes[preds[v, n]],
                          *(f"{p:.6f}" for p in all_probs[v, n]), correct])
-    write_csv(run.enhance_per_image_csv, ["path", "true", "transform", "params", "predicted",
+    write_csv(folder.enhance_per_image_csv, ["path", "true", "transform", "params", "predicted",
                                           *(f"prob_{c}" for c in classes), "correct"], rows)
 
 
@@ -93,7 +119,7 @@ def _figure_title(label: str, probs: np.ndarray, target: int, classes: list[str]
     return f"{label}\n{classes[pred]} {probs[pred]:.2f}{mark}"
 
 
-def _write_figures(run: RunDir, cfg: EnhanceConfig, paths: list[Path], targets: np.ndarray, images: torch.Tensor,
+def _write_figures(folder: EvaluationDir, cfg: EnhanceConfig, paths: list[Path], targets: np.ndarray, images: torch.Tensor,
                    all_probs: np.ndarray, variants: list[Variant], classes: list[str]) -> None:
     count = min(cfg.figures, len(paths))
     originals = images[:count]
@@ -108,7 +134,7 @@ def _write_figures(run: RunDir, cfg: EnhanceConfig, paths: list[Path], targets: 
                         _figure_title(variant.label, all_probs[v + 1, n], targets[n], classes))
                   for v, variant in enumerate(variants)]
         truth = f" (true: {classes[targets[n]]})" if targets[n] >= 0 else ""
-        path = run.enhance_figures_dir / f"{n + 1:03d}_{safe_name(paths[n].stem)[:80]}.png"
+        path = folder.enhance_figures_dir / f"{n + 1:03d}_{safe_name(paths[n].stem)[:80]}.png"
         figures.draw(original, panels, path, suptitle=f"{paths[n].name}{truth}")
     if figures is not None:
         figures.close()
@@ -119,25 +145,38 @@ def run(cfg: EnhanceConfig) -> EnhanceResult:
     run_dir = RunDir(Path(cfg.run))
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
                             trust_model_code=cfg.trust_model_code)
-    source = str(cfg.images) if cfg.images is not None else cfg.on
-    paths, targets, images = load_images_to_test(run_dir, loaded, source)
+    target = resolve_target(cfg)
+    folder = run_dir.evaluation_dir(target.data, target.split, cfg.checkpoint)
+    paths, targets, images = load_images_to_test(folder, loaded, target, _mistakes_command(cfg, target))
     if not paths:
-        raise ImgclfError(f"no images to enhance in {source}")
+        raise ImgclfError(f"no images to enhance in {target.label}")
     status(f"re-predicting {len(paths)} images x {1 + len(variants)} versions")
     all_probs = predict_variants(images, variants, lambda b: predict_probs(loaded, b, cfg.batch_size).numpy(),
                                  cfg.color)
     scores = score_variants(targets, all_probs, variants)
-    clear_folder(run_dir, run_dir.enhance_dir)
-    write_csv(run_dir.enhance_summary_csv, SUMMARY_COLUMNS, [s.row() for s in scores])
-    _write_per_image(run_dir, paths, targets, all_probs, variants, loaded.classes)
+    clear_folder(run_dir, folder.enhance_dir)
+    write_csv(folder.enhance_summary_csv, SUMMARY_COLUMNS, [s.row() for s in scores])
+    _write_per_image(folder, paths, targets, all_probs, variants, loaded.classes)
     summary_chart([s.transform + (f" {s.params}" if s.params else "") for s in scores[1:]],
                   [s.rescued for s in scores[1:]], [s.broken for s in scores[1:]],
-                  run_dir.enhance_summary_csv.with_suffix(".png"),
-                  title=f"Enhancements on {len(paths)} images ({source}): rescued vs broken")
-    _write_figures(run_dir, cfg, paths, targets, images, all_probs, variants, loaded.classes)
+                  folder.enhance_summary_csv.with_suffix(".png"),
+                  title=f"Enhancements on {len(paths)} images ({target.label}): rescued vs broken")
+    _write_figures(folder, cfg, paths, targets, images, all_probs, variants, loaded.classes)
     print_table(["transform", "params", "accuracy", "rescued", "broken", "net_gain", "mean_delta_true_prob"],
                 [[s.transform, s.params, "" if s.accuracy is None else s.accuracy, s.rescued, s.broken,
                   s.net_gain, "" if s.mean_delta_true_prob is None else s.mean_delta_true_prob] for s in scores])
-    status(f"wrote {run_dir.enhance_summary_csv}, {run_dir.enhance_per_image_csv.name} and "
-           f"{min(cfg.figures, len(paths))} figures in {run_dir.enhance_figures_dir}")
+    status(f"wrote {folder.enhance_summary_csv}, {folder.enhance_per_image_csv.name} and "
+           f"{min(cfg.figures, len(paths))} figures in {folder.enhance_figures_dir}")
     return EnhanceResult(len(paths), len(variants), scores)
+
+
+def _mistakes_command(cfg: EnhanceConfig, target: Target) -> str:
+    """The ``imgclf mistakes`` line that writes the mistakes.csv this enhance run reads."""
+    parts = ["imgclf mistakes", shlex.quote(str(cfg.run))]
+    if target.data is not None:
+        parts.append(shlex.quote(str(target.data)))
+    if target.split != "val":
+        parts += ["--split", shlex.quote(target.split)]
+    if cfg.checkpoint != "best":
+        parts += ["--checkpoint", cfg.checkpoint]
+    return " ".join(parts)

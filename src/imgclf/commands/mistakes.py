@@ -12,7 +12,7 @@ import torch
 from imgclf.analysis.figures import gallery
 from imgclf.analysis.metrics import per_sample_loss, predictions
 from imgclf.analysis.mistakes import copy_name, find_label_issues, margins, rank_mistakes, safe_name
-from imgclf.artifacts import RunDir
+from imgclf.artifacts import EvaluationDir, RunDir
 from imgclf.config import MistakesConfig
 from imgclf.console import print_table, status
 from imgclf.analysis.multilabel import multilabel_mistake_rows, multilabel_mistakes
@@ -46,21 +46,21 @@ def copy_file(source: Path, destination: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def _copy_mistakes(run: RunDir, order: np.ndarray, paths: list[Path], targets: np.ndarray, probs: np.ndarray,
-                   classes: list[str]) -> list[str]:
-    """Copy each ranked mistake to mistakes/<true>/<predicted>/<readable name>; returns the relative copies."""
+def _copy_mistakes(run: RunDir, folder: EvaluationDir, order: np.ndarray, paths: list[Path], targets: np.ndarray,
+                   probs: np.ndarray, classes: list[str]) -> list[str]:
+    """Copy each ranked mistake to mistakes/<true>/<predicted>/<readable name>; returns the copies (run-relative)."""
     preds = predictions(probs)
     copies = []
     for rank, index in enumerate(order, start=1):
         true, pred = classes[targets[index]], classes[preds[index]]
         name = copy_name(rank, paths[index], probs[index, targets[index]], pred, probs[index, preds[index]])
-        destination = run.mistakes_dir / safe_name(true) / safe_name(pred) / name
+        destination = folder.mistakes_dir / safe_name(true) / safe_name(pred) / name
         copy_file(paths[index], destination)
         copies.append(destination.relative_to(run.root).as_posix())
     return copies
 
 
-def _write_csv(run: RunDir, order: np.ndarray, copies: list[str], paths: list[Path], targets: np.ndarray,
+def _write_csv(folder: EvaluationDir, order: np.ndarray, copies: list[str], paths: list[Path], targets: np.ndarray,
                probs: np.ndarray, classes: list[str], label_issue: np.ndarray) -> None:
     losses, gaps, preds = per_sample_loss(targets, probs), margins(targets, probs), predictions(probs)
     self_confidence = probs[np.arange(len(targets)), targets]
@@ -70,10 +70,10 @@ def _write_csv(run: RunDir, order: np.ndarray, copies: list[str], paths: list[Pa
              *(f"{p:.6f}" for p in probs[i]), f"{losses[i]:.6f}", f"{gaps[i]:.6f}", int(label_issue[i]),
              f"{self_confidence[i]:.6f}"]
             for rank, (i, copy) in enumerate(zip(order, copies), start=1)]
-    write_csv(run.mistakes_csv, header, rows)
+    write_csv(folder.mistakes_csv, header, rows)
 
 
-def _galleries(run: RunDir, cfg: MistakesConfig, order: np.ndarray, issues_order: np.ndarray,
+def _galleries(folder: EvaluationDir, cfg: MistakesConfig, order: np.ndarray, issues_order: np.ndarray,
                suggested: np.ndarray, images: torch.Tensor, targets: np.ndarray, probs: np.ndarray,
                classes: list[str]) -> None:
     preds = predictions(probs)
@@ -81,13 +81,13 @@ def _galleries(run: RunDir, cfg: MistakesConfig, order: np.ndarray, issues_order
     gallery([images[i] for i in shown],
             [f"#{r} {classes[targets[i]]} -> {classes[preds[i]]} ({probs[i, preds[i]]:.2f})"
              for r, i in enumerate(shown, start=1)],
-            run.mistakes_gallery_png, max_items=cfg.gallery,
+            folder.mistakes_gallery_png, max_items=cfg.gallery,
             suptitle=f"Worst {len(shown)} of {len(order)} mistakes on {cfg.split} (true -> predicted (p))")
     flagged = issues_order[:cfg.gallery]
     gallery([images[i] for i in flagged],
             [f"labelled {classes[targets[i]]} ({probs[i, targets[i]]:.2f})\nlooks {classes[suggested[i]]} "
              f"({probs[i, suggested[i]]:.2f})" for i in flagged],
-            run.label_errors_png, max_items=cfg.gallery,
+            folder.label_errors_png, max_items=cfg.gallery,
             suptitle=f"{len(issues_order)} likely label errors (lowest self-confidence first)")
 
 
@@ -96,8 +96,9 @@ def run(cfg: MistakesConfig) -> MistakesResult:
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
                             trust_model_code=cfg.trust_model_code)
     classes = loaded.classes
+    folder = run_dir.evaluation_dir(cfg.data, cfg.split, cfg.checkpoint)
     if loaded.multi_label:
-        return _run_multilabel(cfg, loaded, run_dir)
+        return _run_multilabel(cfg, loaded, run_dir, folder)
     paths, targets_t, images = load_split(loaded, cfg.data, cfg.split)
     if not paths:
         raise ImgclfError(f"the {cfg.split} split has no images")
@@ -105,14 +106,14 @@ def run(cfg: MistakesConfig) -> MistakesResult:
     targets = targets_t.numpy()
     order = rank_mistakes(targets, probs)
     issues = find_label_issues(targets, probs)
-    clear_folder(run_dir, run_dir.mistakes_dir)
-    copies = _copy_mistakes(run_dir, order, paths, targets, probs, classes)
-    _write_csv(run_dir, order, copies, paths, targets, probs, classes, issues.flags)
-    _galleries(run_dir, cfg, order, issues.order, issues.suggested, images, targets, probs, classes)
+    clear_folder(run_dir, folder.mistakes_dir)
+    copies = _copy_mistakes(run_dir, folder, order, paths, targets, probs, classes)
+    _write_csv(folder, order, copies, paths, targets, probs, classes, issues.flags)
+    _galleries(folder, cfg, order, issues.order, issues.suggested, images, targets, probs, classes)
     _print_summary(order, paths, targets, probs, classes, issues.flags)
     status(f"{len(order)} of {len(paths)} {cfg.split} images misclassified, {len(issues.order)} likely label "
-           f"errors; copies and {run_dir.mistakes_csv.name} in {run_dir.mistakes_dir}")
-    return MistakesResult(len(paths), len(order), len(issues.order), run_dir.mistakes_csv)
+           f"errors; copies and {folder.mistakes_csv.name} in {folder.mistakes_dir}")
+    return MistakesResult(len(paths), len(order), len(issues.order), folder.mistakes_csv)
 
 
 def _print_summary(order: np.ndarray, paths: list[Path], targets: np.ndarray, probs: np.ndarray,
@@ -124,22 +125,23 @@ def _print_summary(order: np.ndarray, paths: list[Path], targets: np.ndarray, pr
     print_table(["rank", "true", "predicted", "p_pred", "loss", "label_issue", "file"], rows)
 
 
-def _run_multilabel(cfg: MistakesConfig, loaded: LoadedModel, run_dir: RunDir) -> MistakesResult:
+def _run_multilabel(cfg: MistakesConfig, loaded: LoadedModel, run_dir: RunDir, folder: EvaluationDir
+                    ) -> MistakesResult:
     """Images with any wrong label (missed or extra), copied to mistakes/multi-label/, ranked by loss."""
     paths, targets, images = load_multilabel_split(loaded, cfg.data, cfg.split)
     probs = predict_probs(loaded, images, cfg.batch_size).numpy().astype(np.float64)   # (N, K)
-    clear_folder(run_dir, run_dir.mistakes_dir)
+    clear_folder(run_dir, folder.mistakes_dir)
     wrong = multilabel_mistakes(targets, probs, loaded.classes, loaded.threshold)
     copies = []
     for rank, item in enumerate(wrong, start=1):
         source = paths[item.index]
-        destination = run_dir.mistakes_dir / "multi-label" / f"{rank:04d}_{safe_name(source.stem)}{source.suffix}"
+        destination = folder.mistakes_dir / "multi-label" / f"{rank:04d}_{safe_name(source.stem)}{source.suffix}"
         copy_file(source, destination)
         copies.append(destination.relative_to(run_dir.root).as_posix())
     header, rows = multilabel_mistake_rows(wrong, paths, copies, targets, probs, loaded.classes, loaded.threshold)
-    write_csv(run_dir.mistakes_csv, header, rows)
+    write_csv(folder.mistakes_csv, header, rows)
     print_table(["rank", "missing", "extra", "loss", "file"],
                 [[r[0], r[5] or "-", r[6] or "-", float(r[-1]), Path(r[1]).name] for r in rows[:TABLE_ROWS]])
     status(f"{len(wrong)} of {len(paths)} {cfg.split} images have a wrong label; copies and "
-           f"{run_dir.mistakes_csv.name} in {run_dir.mistakes_dir}")
-    return MistakesResult(len(paths), len(wrong), 0, run_dir.mistakes_csv)
+           f"{folder.mistakes_csv.name} in {folder.mistakes_dir}")
+    return MistakesResult(len(paths), len(wrong), 0, folder.mistakes_csv)

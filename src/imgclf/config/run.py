@@ -10,6 +10,8 @@ from imgclf.config.fields import opt
 from imgclf.config.shared import (Checkpoint, Device, Precision, batch_size_opt, checkpoint_opt, device_opt,
                                   precision_opt, trust_model_code_opt)
 
+SPLITS = ("train", "val", "test")   # the splits imgclf prepare writes
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
@@ -24,11 +26,12 @@ class ModelOptions:
 
 @dataclass(frozen=True)
 class EvaluateConfig(ModelOptions):
-    """Accuracy, loss, per-class metrics, confusion matrix and predictions.csv of a run."""
+    """Accuracy, loss, per-class metrics, confusion matrix and predictions.csv of a run, one folder per evaluation."""
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
-    split: str = opt("val", "which split of DATA to evaluate")
+    split: str | None = opt(None, "which split of DATA to evaluate (default: val, and test next to it when DATA "
+                                  "has one)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class InspectConfig:
 
 @dataclass(frozen=True)
 class MistakesConfig(ModelOptions):
-    """Copy every misclassified image into RUN/mistakes/<true>/<predicted>/ and rank them."""
+    """Copy every misclassified image into mistakes/<true>/<predicted>/ beside the evaluation, and rank them."""
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
@@ -70,12 +73,24 @@ class EnhanceConfig(ModelOptions):
 
     run: Path = opt(help="run folder written by imgclf train", positional=True)
     images: Path | None = opt(None, "a folder of images to use instead of --on", positional=True)
-    on: str = opt("mistakes", "mistakes (of the last imgclf mistakes), val, or a folder path")
+    on: str = opt("mistakes", "mistakes (those imgclf mistakes found with the same --data/--split/--checkpoint), "
+                              "a split name (all of its images), or a folder path")
+    data: Path | None = opt(None, "data folder whose split is tested, and whose evaluation folder the results go "
+                                  "beside (default: the run's own)")
+    split: str | None = opt(None, "the split whose mistakes --on mistakes reads (default: val; --on <split> sets it)")
     transforms: tuple[str, ...] = opt((), "which enhancements (default: all registered)")
     set: tuple[str, ...] = opt((), "parameters, e.g. gamma.g=0.5 or a sweep gamma.g=0.4,0.7,1.5",
                                metavar="NAME.PARAM=V[,V...]")
     color: Literal["luma", "channels"] = opt("luma", "enhance colour images on luminance or per channel")
     figures: int = opt(20, "per-image figures for the first N images", min=0)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.split is not None and self.on in SPLITS and self.split != self.on:
+            problems.append(f"--split {self.split} and --on {self.on} name different splits; give one of them")
+        if self.images is not None and (self.split is not None or self.data is not None):
+            problems.append("--data/--split: not used with IMAGES (a folder is tested as it is); leave them out")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,14 @@ def predict_probs(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 2
     return probs
 
 
+def data_folder(loaded: LoadedModel, data_root: Path | None) -> Path:
+    """The resolved data folder: DATA when given, else the one the run was trained on."""
+    root = data_root or loaded.data_root
+    if root is None:
+        raise ImgclfError("no data folder: pass DATA")
+    return Path(root).resolve()
+
+
 def load_split(loaded: LoadedModel, data_root: Path | None, split: str) -> tuple[list[Path], torch.Tensor, torch.Tensor]:
     """(paths, targets (N,), uint8 images (N, C, S, S)) of a labelled split; undecodable files raise."""
     root = data_root or loaded.data_root

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from imgclf.reporting import galleries, sections
+from imgclf.reporting import evaluations, galleries, sections
 from imgclf.reporting import markup as M
 from imgclf.reporting.rundata import RunData
 
@@ -19,6 +19,7 @@ SECTIONS: tuple[tuple[str, str, SectionFn], ...] = (
     ("summary", "Summary", sections.summary_section),
     ("curves", "Training curves", sections.curves_section),
     ("counts", "Class counts", sections.counts_section),
+    ("evaluations", "Evaluations", evaluations.evaluations_section),
     ("confusion", "Confusion matrix", sections.confusion_section),
     ("per-class", "Per-class metrics", sections.per_class_section),
     ("mistakes", "Mistakes", galleries.mistakes_section),

@@ -212,3 +212,18 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]] | np.ndarray, classes:
     """
     write_bytes(path, render_confusion_matrix(matrix, classes, normalize))
     return Path(path)
+
+
+# --------------------------------------------------------------------------- ROC curve
+
+def plot_roc_curve(fpr: np.ndarray, tpr: np.ndarray, auc_value: float, positive: str, path: str | Path) -> Path:
+    """Write the ROC curve of a two-class evaluation (``positive``: the class whose probability is scored)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.4), constrained_layout=True)
+    ax.plot(fpr, tpr, color="#2458a6", lw=2, label=f"AUC {auc_value:.3f}")
+    ax.plot([0, 1], [0, 1], color="#9aa1ab", lw=1, ls="--", label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate",
+           ylabel=f"true positive rate (positive class: {positive})", title=f"ROC curve ({len(fpr) - 1} thresholds)")
+    ax.legend(loc="lower right")
+    write_bytes(path, figure_png(fig))
+    return Path(path)

@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgclf.artifacts import RunDir
+from imgclf.artifacts import EvaluationDir, RunDir
 
 Row = dict[str, str]
+
+
+@dataclass
+class Evaluation:
+    """One evaluation folder (the run's own first) and its evaluation.json (None if unreadable)."""
+
+    folder: EvaluationDir
+    summary: dict[str, Any] | None
+    relative: str                 # the folder inside the run ("." for the run's own)
 
 
 @dataclass
@@ -31,6 +40,7 @@ class RunData:
     mistakes: list[Row] | None = None
     enhance_summary: list[Row] | None = None
     enhance_figures: list[Path] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -91,7 +101,24 @@ def load_run(root: str | Path) -> RunData:
     data.enhance_summary = _read_csv(run.enhance_summary_csv, problems)
     if run.enhance_figures_dir.is_dir():
         data.enhance_figures = sorted(p for p in run.enhance_figures_dir.glob("*.png") if p.is_file())
+    data.evaluations = _read_evaluations(run, data.evaluation, problems)
     return data
+
+
+def _read_evaluations(run: RunDir, own: dict[str, Any] | None, problems: dict[str, str]) -> list[Evaluation]:
+    """Every evaluation folder with its evaluation.json; the run's own is the one already read."""
+    found = []
+    for folder in run.list_evaluations():
+        relative = folder.root.relative_to(run.root).as_posix()
+        if folder == run:
+            found.append(Evaluation(folder, own, relative))
+            continue
+        name, unreadable = f"{relative}/{folder.evaluation_json.name}", dict[str, str]()
+        summary = _expect(_read_json(folder.evaluation_json, unreadable), dict, folder.evaluation_json.name,
+                          unreadable)
+        problems.update({name: text.replace(folder.evaluation_json.name, name, 1) for text in unreadable.values()})
+        found.append(Evaluation(folder, summary, relative))
+    return found
 
 
 def inside_run(run: RunDir, relative: str) -> Path | None:

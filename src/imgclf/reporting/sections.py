@@ -45,8 +45,14 @@ def _metric_cards(data: RunData) -> list[str]:
         cards.append(_card("final val accuracy", M.fmt_pct(to_float(final.get("val_acc"))),
                            f"val loss {M.fmt_num(to_float(final.get('val_loss')))}"))
     if ev:
-        cards.append(_card(f"evaluated accuracy ({ev.get('split', 'val')})", M.fmt_pct(to_float(ev.get("accuracy"))),
+        cards.append(_card(f"evaluated accuracy ({ev.get('split', 'val')}{_optimistic(ev)})",
+                           M.fmt_pct(to_float(ev.get("accuracy"))),
                            f"macro F1 {M.fmt_num(to_float(ev.get('macro_f1')))}, {ev.get('checkpoint', '')} weights"))
+        held_out = _held_out(data, ev.get("checkpoint"))
+        if held_out:
+            cards.append(_card("test accuracy (held out)", M.fmt_pct(to_float(held_out.get("accuracy"))),
+                               f"{M.fmt_num(to_float(held_out.get('num_images')))} images, "
+                               f"{held_out.get('checkpoint', '')} weights"))
         if to_float(ev.get("roc_auc")) is not None:
             cards.append(_card("ROC AUC", M.fmt_num(to_float(ev.get("roc_auc"))), "two classes"))
     cards.append(_card("classes", str(len(data.class_names) or "–")))
@@ -54,6 +60,20 @@ def _metric_cards(data: RunData) -> list[str]:
         cards.append(_card("training time", M.fmt_seconds(to_float(summary.get("train_time_s"))),
                            f"{summary.get('device', '')} · {summary.get('precision', '')}"))
     return cards
+
+
+def _optimistic(ev: Mapping[str, Any]) -> str:
+    """', selected on val: optimistic' for an evaluation of a checkpoint chosen on the same images."""
+    return f", selected on {ev.get('selected_on') or 'val'}: optimistic" if ev.get("optimistic") is True else ""
+
+
+def _held_out(data: RunData, checkpoint: Any) -> Mapping[str, Any] | None:
+    """The evaluation of the same weights on the run's own held-out test split, if there is one."""
+    for ev in data.evaluations:
+        s = ev.summary or {}
+        if s.get("own_data") and s.get("split") == "test" and s.get("checkpoint") == checkpoint:
+            return s
+    return None
 
 
 def summary_section(data: RunData, run_arg: str) -> str:
@@ -147,7 +167,8 @@ def confusion_section(data: RunData, run_arg: str) -> str:
         return section("confusion", "Confusion matrix", problems + M.problem("evaluation.json has no usable matrix"))
     caption = (f"Rows are the true class, columns the prediction; colour is the fraction of each true class. "
                f"From {M.code('evaluation.json')} ({M.esc(ev.get('split', 'val'))} split, "
-               f"{M.esc(ev.get('checkpoint', ''))} weights); counts also in {M.code('confusion_matrix.csv')}.")
+               f"{M.esc(ev.get('checkpoint', ''))} weights{M.esc(_optimistic(ev))}); counts also in "
+               f"{M.code('confusion_matrix.csv')}. Other evaluations: see Evaluations.")
     body = M.figure(png, "confusion matrix", caption, "matrix" if len(classes) <= 12 else "")
     return section("confusion", "Confusion matrix", problems + body)
 
