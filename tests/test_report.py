@@ -119,6 +119,8 @@ def add_evaluation(run: RunDir, classes: Sequence[str], seed: int = 0, folder: E
         "macro_f1": float(np.mean([x["f1"] for x in per_class])), "roc_auc": 0.93 if n == 2 else None,
         "classes": list(classes), "per_class": per_class, "confusion_matrix": matrix.tolist(), **fields})
     plots.plot_confusion_matrix(matrix, classes, folder.confusion_png)
+    if n == 2:
+        plots.plot_roc_curve(np.array([0.0, 0.2, 1.0]), np.array([0.0, 0.8, 1.0]), 0.8, classes[1], folder.roc_png)
     _write_csv(folder.confusion_csv, ["true"] + list(classes), [[c] + list(row) for c, row in zip(classes, matrix)])
     return matrix
 
@@ -237,7 +239,7 @@ def test_two_class_run_with_everything(tmp_path: Path, capsys: pytest.CaptureFix
     page = build_report(run, capsys)
     assert "Not run yet" not in page
     assert "ROC AUC" in section_html(page, "per-class")
-    assert section_html(page, "confusion").count("<img ") == 1
+    assert section_html(page, "confusion").count("<img ") == 2         # the matrix and the ROC curve
     mistakes = section_html(page, "mistakes")
     assert mistakes.count('class="shot"') == 8 and "Showing all 8" in mistakes
     assert "allReal</span> → <span class=\"pr\">allFake" in mistakes or "allFake</span> → " in mistakes

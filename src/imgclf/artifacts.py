@@ -66,6 +66,8 @@ class EvaluationDir:
     def confusion_csv(self) -> Path: return self.root / "confusion_matrix.csv"
     @property
     def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
+    @property
+    def roc_png(self) -> Path: return self.root / "roc.png"          # two classes only
 
     # written by mistakes / enhance
     @property

@@ -170,6 +170,8 @@ def confusion_section(data: RunData, run_arg: str) -> str:
                f"{M.esc(ev.get('checkpoint', ''))} weights{M.esc(_optimistic(ev))}); counts also in "
                f"{M.code('confusion_matrix.csv')}. Other evaluations: see Evaluations.")
     body = M.figure(png, "confusion matrix", caption, "matrix" if len(classes) <= 12 else "")
+    if data.run.roc_png.is_file():
+        body += M.figure(M.image_bytes(data.run.roc_png), "ROC curve", f"ROC curve ({M.code('roc.png')}).")
     return section("confusion", "Confusion matrix", problems + body)
 
 
