@@ -1,15 +1,17 @@
 """Files -> uint8 tensors at the training resolution, decoded once.
 
 ``decode_resized`` is the single definition of the eval preprocessing geometry
-(resize the shorter side, centre crop): training, evaluation, prediction and
-enhancement all use it, so they see the same pixels.
+(resize the shorter side, centre crop): training (memory, disk and streaming
+modes alike), evaluation, prediction and enhancement all use it, so they see the
+same pixels. A JPEG much larger than the target is decoded at a reduced DCT scale
+first (Pillow's ``draft``), never below twice the target size, then resized.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,11 +26,14 @@ from imgclf.errors import ImageDecodeError
 MAX_ASPECT = 8             # resize_center never makes the long side longer than this x img_size
 PARALLEL_MIN_IMAGES = 256   # below this, worker start-up costs more than it saves
 CHUNK = 64
+DRAFT_FACTOR = 2            # a reduced JPEG decode keeps at least 2x the target size (see GEOMETRY)
+# Names how files become pixels: part of every decode cache's identity (change it when the pixels change).
+GEOMETRY = "shorter side to S (bilinear), centre crop; JPEG DCT-reduced to >= 2S first"
 
 
 def decode_resized(path: Path, img_size: int, channels: int) -> np.ndarray:
     """(channels, img_size, img_size) uint8: shorter side resized to img_size, centre crop."""
-    img = decode_image(path, mode="rgb" if channels == 3 else "gray").image
+    img = decode_image(path, mode="rgb" if channels == 3 else "gray", min_side=DRAFT_FACTOR * img_size).image
     return resize_center(to_uint8_array(img, channels), img_size)
 
 
@@ -64,20 +69,30 @@ def _decode_chunk(args: tuple[list[Path], int, int]) -> list[np.ndarray | str]:
     return out
 
 
+def decode_chunks(paths: Sequence[Path], img_size: int, channels: int, workers: int = 0,
+                  desc: str = "decoding") -> Iterator[tuple[int, list[np.ndarray | str]]]:
+    """(start index, decoded rows or failure reasons) for consecutive chunks of ``paths``, in order."""
+    paths = list(paths)
+    chunks = [(paths[i:i + CHUNK], img_size, channels) for i in range(0, len(paths), CHUNK)]
+    workers = workers if workers > 0 else (os.cpu_count() or 1)
+    if len(paths) >= PARALLEL_MIN_IMAGES and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = progress(pool.map(_decode_chunk, chunks), total=len(chunks), desc=desc, unit="chunk")
+            for n, chunk in enumerate(results):
+                yield n * CHUNK, chunk
+    else:
+        for n, chunk in enumerate(progress(map(_decode_chunk, chunks), total=len(chunks), desc=desc,
+                                           unit="chunk")):
+            yield n * CHUNK, chunk
+
+
 def load_images(paths: Sequence[Path], img_size: int, channels: int, workers: int = 0,
                 desc: str = "decoding") -> tuple[torch.Tensor, list[int], list[tuple[Path, str]]]:
     """Decode every file once: (uint8 (N_ok, C, S, S), indices of the ok paths, [(path, reason)])."""
     paths = list(paths)
-    chunks = [(paths[i:i + CHUNK], img_size, channels) for i in range(0, len(paths), CHUNK)]
-    workers = workers if workers > 0 else (os.cpu_count() or 1)
     results: list[np.ndarray | str] = []
-    if len(paths) >= PARALLEL_MIN_IMAGES and workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for chunk in progress(pool.map(_decode_chunk, chunks), total=len(chunks), desc=desc, unit="chunk"):
-                results += chunk
-    else:
-        for chunk in progress(chunks, total=len(chunks), desc=desc, unit="chunk"):
-            results += _decode_chunk(chunk)
+    for _, chunk in decode_chunks(paths, img_size, channels, workers, desc):
+        results += chunk
     ok = [i for i, r in enumerate(results) if not isinstance(r, str)]
     errors = [(paths[i], r) for i, r in enumerate(results) if isinstance(r, str)]
     images = torch.from_numpy(np.stack([results[i] for i in ok])) if ok else \
