@@ -55,6 +55,16 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decode_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decode caches of test runs go to a temp folder, never the real ~/.cache (children inherit it)."""
+    import os
+
+    home = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture
 def class_folders(tmp_path: Path) -> Path:
     """A raw class-folder tree: 3 classes x 10 PNG images of 32x32."""

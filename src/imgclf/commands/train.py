@@ -83,10 +83,10 @@ def _train(cfg: TrainConfig, ctx: Dist, locks: contextlib.ExitStack) -> TrainRes
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     seed_everything(cfg.seed, cfg.deterministic)
     multi_label = resolve_multi_label(cfg.data, cfg.multi_label)
-    data = _load_data(cfg, multi_label, pin=runtime.device.type == "cuda")
     preprocess = make_preprocess(cfg.preprocess)
-    if preprocess is not None and data.cached:
-        data, preprocess = preprocess_cached(data, preprocess), None   # done once, not every epoch
+    data = _load_data(cfg, multi_label, pin=runtime.device.type == "cuda", preprocess=preprocess)
+    if data.preprocessed:
+        preprocess = None   # applied once to the decoded images, not every epoch
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
     root = cfg.resume if cfg.resume is not None else (_make_run_dir(cfg) if ctx.is_main else None)
     if cfg.resume is None and root is not None:
@@ -179,15 +179,17 @@ def _make_run_dir(cfg: TrainConfig) -> Path:
     return out
 
 
-def _load_data(cfg: TrainConfig, multi_label: bool, pin: bool) -> TrainingData:
+def _load_data(cfg: TrainConfig, multi_label: bool, pin: bool, preprocess: Preprocess | None) -> TrainingData:
     """Single- or multi-label training data; warns about class imbalance unless --balance handles it."""
     if cfg.data is None:
         raise ImgclfError("DATA is required (or --resume RUN)")
     channels = 1 if cfg.channels == "gray" else 3
     if multi_label:
         data = load_multilabel_data(cfg.data, cfg.img_size, channels, cfg.cache_gb, cfg.workers)
+        data = preprocess_cached(data, preprocess) if preprocess is not None else data
     else:
-        data = load_training_data(cfg.data, cfg.img_size, channels, cfg.cache, cfg.cache_gb, cfg.workers, pin=pin)
+        data = load_training_data(cfg.data, cfg.img_size, channels, cfg.cache, cfg.cache_gb, cfg.workers, pin=pin,
+                                  preprocess=cfg.preprocess, preprocess_fn=preprocess, cache_dir=cfg.cache_dir)
     message = imbalance_warning(data.train_counts)
     if message and cfg.balance == "none":
         warn(message)
@@ -209,7 +211,7 @@ def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: di
     spe = steps_per_epoch(data.train.num_images, cfg.batch_size, world_size)
     derived = {"num_classes": len(data.classes), "img_size": data.img_size, "channels": data.channels,
                "mean": meta["mean"], "std": meta["std"], "steps_per_epoch": spe,
-               "total_steps": spe * cfg.epochs, "runtime": runtime, "cached": data.cached,
+               "total_steps": spe * cfg.epochs, "runtime": runtime, "cached": data.cached, "cache_mode": data.mode,
                "world_size": world_size, "global_batch_size": cfg.batch_size * world_size,
                "train_images": data.train.num_images, "val_images": data.val.num_images,
                "rejected_files": data.rejected, "output": meta["output"], "num_outputs": meta["num_outputs"],

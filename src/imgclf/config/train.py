@@ -38,10 +38,16 @@ class TrainConfig:
                              "or scan can change class; turn it on for photos)")
     preprocess: str = opt("none", "an enhancement applied before the model in training and prediction, "
                                   "e.g. histeq or gamma:g=0.5")
-    cache: Literal["auto", "memory", "off"] = opt(
-        "auto", "keep decoded images in memory as uint8 (auto: when they fit --cache-gb)", resumable=True)
-    cache_gb: float = opt(4.0, "memory budget for the decoded-image cache, GiB", above=0, resumable=True)
-    workers: int = opt(-1, "loader processes when not cached; -1 = auto", min=-1, resumable=True)
+    cache: Literal["auto", "memory", "disk", "off"] = opt(
+        "auto", "decoded images: memory = all in RAM, disk = read per batch from the decode cache file, "
+                "off = decode every batch; auto = memory when they fit --cache-gb, else disk, else off. "
+                "memory and disk keep the decoded images on disk, so the next run starts without decoding",
+        resumable=True)
+    cache_gb: float = opt(4.0, "memory budget for decoded images, GiB (auto never keeps more in RAM)", above=0,
+                          resumable=True)
+    cache_dir: Path | None = opt(None, "folder for decode caches (default: DATA/.imgclf-cache when DATA was "
+                                       "written by imgclf prepare, else ~/.cache/imgclf)", resumable=True)
+    workers: int = opt(-1, "decoding processes (cache builds and --cache off); -1 = auto", min=-1, resumable=True)
     # optimisation
     epochs: int = opt(5, "passes over the train split", min=1, resumable=True)
     batch_size: int = batch_size_opt(64, "images per optimisation step")

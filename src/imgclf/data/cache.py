@@ -276,30 +276,47 @@ def build_lock(path: Path) -> Iterator[None]:
         os.close(fd)   # releases the lock; the lock file stays (deleting it would race)
 
 
+def consume_chunks(chunks: Chunks, shape: tuple[int, int, int], sink: Callable[[int, np.ndarray], None],
+                   preprocess: Preprocess | None = None) -> list[tuple[int, str]]:
+    """Feed each chunk's rows (zeros for failures, ``preprocess`` applied to the rest) to ``sink(start, rows)``;
+    returns the failures as (index, reason)."""
+    rejected: list[tuple[int, str]] = []
+    zeros = np.zeros(shape, dtype=np.uint8)
+    for start, items in chunks:
+        if not items:
+            continue
+        rows = np.stack([zeros if isinstance(r, str) else r for r in items])
+        good = [k for k, r in enumerate(items) if not isinstance(r, str)]
+        rejected += [(start + k, r) for k, r in enumerate(items) if isinstance(r, str)]
+        if preprocess is not None and good:
+            rows[good] = preprocess(rows[good])
+        sink(start, rows)
+    return rejected
+
+
 def write_cache(path: Path, spec: CacheSpec, chunks: Chunks, preprocess: Preprocess | None = None,
-                identity: dict[str, Any] | None = None) -> CacheFile:
-    """Write the rows produced by ``chunks`` into a temp file, fsync it and rename it to ``path``."""
+                identity: dict[str, Any] | None = None, out: np.ndarray | None = None) -> CacheFile:
+    """Write the rows produced by ``chunks`` into a temp file, fsync it and rename it to ``path``.
+
+    ``out`` (N, C, S, S), when given, receives the rows too (no second read for memory mode).
+    """
     identity = identity or spec.identity()
     for stale in path.parent.glob(f"{path.name}{TEMP_MARK}*"):   # left by a killed builder (we hold the lock)
         stale.unlink(missing_ok=True)
     temp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
-    rejected: list[tuple[int, str]] = []
     digest = hashlib.sha256()
-    zeros = np.zeros((spec.channels, spec.img_size, spec.img_size), dtype=np.uint8)
     try:
         with open(temp, "w+b") as f:
             f.seek(ALIGN)   # room for the header, written last (rows move up if it needs more)
-            for start, items in chunks:
-                rows = np.stack([zeros if isinstance(r, str) else r for r in items]) if items else None
-                if rows is None:
-                    continue
-                good = [k for k, r in enumerate(items) if not isinstance(r, str)]
-                rejected += [(start + k, r) for k, r in enumerate(items) if isinstance(r, str)]
-                if preprocess is not None and good:
-                    rows[good] = preprocess(rows[good])
+
+            def sink(start: int, rows: np.ndarray) -> None:
                 data = memoryview(np.ascontiguousarray(rows).reshape(-1))
                 digest.update(data)
                 f.write(data)
+                if out is not None:
+                    out[start:start + len(rows)] = rows
+
+            rejected = consume_chunks(chunks, (spec.channels, spec.img_size, spec.img_size), sink, preprocess)
             header = {**identity, "data_sha256": digest.hexdigest(), "rejected": rejected,
                       "imgclf": __version__, "row_bytes": spec.row_bytes}
             _finish(f, header)
@@ -374,5 +391,6 @@ def load_or_build(path: Path, spec: CacheSpec, chunks: Callable[[], Chunks], pre
         found = try_open()
         if found is not None:
             return found[0], found[1], False
-        cache = write_cache(path, spec, chunks(), preprocess, identity)
-    return cache, (cache.read_all() if read else None), True
+        out = np.empty((len(spec.paths), spec.channels, spec.img_size, spec.img_size), np.uint8) if read else None
+        cache = write_cache(path, spec, chunks(), preprocess, identity, out)
+    return cache, out, True
