@@ -1,8 +1,9 @@
-"""Status lines to stderr, tables to stdout, progress bars only on a terminal."""
+"""Status lines to stderr, tables to stdout; progress bars on a terminal, periodic status lines otherwise."""
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -18,12 +19,26 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
-    """A tqdm bar on stderr when it is a terminal; silent otherwise."""
-    from tqdm import tqdm
+def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0,
+             every_s: float = 30.0) -> Iterator[T]:
+    """A tqdm bar (rate, ETA) on stderr when it is a terminal; otherwise, for long work, a status line
+    with the rate and ETA every ``every_s`` seconds (``initial``: items already done before)."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    yield from tqdm(items, total=total, desc=desc, unit=unit, leave=False,
-                    disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        yield from tqdm(items, total=total, initial=initial, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+        return
+    start = last = time.monotonic()
+    done = initial
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            rate = (done - initial) / (now - start)
+            eta = f", about {(total - done) / rate:.0f} s left" if total and rate > 0 else ""
+            status(f"{desc}: {done}/{total or '?'} {unit} ({rate:.1f} {unit}/s{eta})")
 
 
 def format_cell(value: Any) -> str:

@@ -64,7 +64,9 @@ def run(cfg: PrepareConfig) -> Result:
 def _build(cfg: PrepareConfig, found: Discovery, layout: str, root: Path, dst: Path) -> tuple[Prepared, dict]:
     """Write the data set into a hidden workspace beside DST, then swap it in."""
     keys = [source_key(s.source, root) for s in found.samples]
-    work = make_workspace(dst)
+    decode_settings = {"src": os.path.realpath(root), "mode": cfg.mode, "format": cfg.format,
+                       "jpg_quality": cfg.jpg_quality, "max_pixels": cfg.max_pixels}
+    work = make_workspace(dst, decode_settings)
     try:
         prepared = build_dataset(found.samples, keys, work, val=cfg.val, test=cfg.test, seed=cfg.seed,
                                  mode=cfg.mode, fmt=cfg.format, jpg_quality=cfg.jpg_quality,
@@ -73,9 +75,13 @@ def _build(cfg: PrepareConfig, found: Discovery, layout: str, root: Path, dst: P
         report = build_report(cfg, layout, found, prepared, root)
         write_outputs(work, prepared, report, found.multi_label)
         install_output(work, dst)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+    except KeyboardInterrupt:
+        status(f"interrupted: the files checked so far are kept in {work}; run the same command again to "
+               "continue from there (or delete that folder)")
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return prepared, report
 
 

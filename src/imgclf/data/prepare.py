@@ -14,16 +14,19 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from imgclf.console import progress
+from imgclf.console import progress, status
 from imgclf.data.decode import Decoded, convert_mode, decode_image
 from imgclf.data.discover import Sample
+from imgclf.data.journal import (JOURNAL, STAGING, JournalWriter, file_sha256, load_entries, open_partial,
+                                 partial_folder, staged_stem)
 from imgclf.errors import ImageDecodeError, ImgclfError
 from imgclf.io import is_inside
 
@@ -42,6 +45,7 @@ class DecodeTask:
     jpg_quality: int
     max_pixels: int
     staging: str
+    stem: str   # staged file name without suffix (see imgclf.data.journal.staged_stem)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Outcome:
     staged: str = ""
     notes: tuple[str, ...] = ()
     error: str = ""
+    staged_size: int = 0
+    staged_sha256: str = ""
 
 
 def pixel_digest(img: Image.Image) -> str:
@@ -100,38 +106,53 @@ def decode_one(task: DecodeTask) -> Outcome:
         decoded = decode_image(source, task.mode, task.max_pixels)  # type: ignore[arg-type]
     except ImageDecodeError as err:
         return Outcome(task.index, error=err.reason)
-    staged = write_decoded(decoded, source, task.format, task.jpg_quality,
-                           Path(task.staging) / f"{task.index:08d}")
+    staged = write_decoded(decoded, source, task.format, task.jpg_quality, Path(task.staging) / task.stem)
     img = decoded.image
-    return Outcome(task.index, pixel_digest(img), img.width, img.height, str(staged), tuple(decoded.notes))
+    return Outcome(task.index, pixel_digest(img), img.width, img.height, str(staged), tuple(decoded.notes),
+                   staged_size=staged.stat().st_size, staged_sha256=file_sha256(staged))
 
 
-def decode_all(tasks: Sequence[DecodeTask], workers: int) -> list[Outcome]:
-    """Run :func:`decode_one` over ``tasks`` (in order), on ``workers`` processes when it pays off."""
+def decode_all(tasks: Sequence[DecodeTask], workers: int, total: int = 0) -> Iterator[Outcome]:
+    """:func:`decode_one` over ``tasks`` (results in order), on ``workers`` processes when it pays off.
+
+    ``total`` (default: len(tasks)) is what the progress bar counts to, so a resumed run shows
+    the files already checked as done.
+    """
     workers = workers or os.cpu_count() or 1
-    bar = dict(total=len(tasks), desc="decoding", unit="img")
+    bar = dict(total=total or len(tasks), initial=(total or len(tasks)) - len(tasks), desc="decoding", unit="img")
     if workers == 1 or len(tasks) < SERIAL_BELOW:
-        return list(progress(map(decode_one, tasks), **bar))
+        yield from progress(map(decode_one, tasks), **bar)
+        return
     chunk = max(1, min(64, len(tasks) // (workers * 8)))
     context = multiprocessing.get_context("forkserver" if "forkserver" in
                                           multiprocessing.get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(progress(pool.map(decode_one, tasks, chunksize=chunk), **bar))
+        yield from progress(pool.map(decode_one, tasks, chunksize=chunk), **bar)
 
 
-def decode_all_or_fail(tasks: Sequence[DecodeTask], workers: int, work: Path) -> list[Outcome]:
-    """:func:`decode_all`, with a failure to write the output turned into a clear error."""
+def decode_journaled(samples: Sequence[Sample], keys: Sequence[str], work: Path, mode: str, fmt: str,
+                     jpg_quality: int, max_pixels: int, workers: int) -> list[Outcome]:
+    """One outcome per sample: reused from the journal of an interrupted run when still valid, else decoded
+    now (and journaled); a failure to write the output becomes a clear error."""
+    staging = work / STAGING
+    reused = {i: Outcome(i, e["digest"], e["width"], e["height"], str(staging / e["staged"]) if not e["error"] else "",
+                         tuple(e["notes"]), e["error"], e["staged_size"], e["staged_sha256"])
+              for i, e in load_entries(work, keys, [s.source for s in samples]).items()}
+    if reused:
+        status(f"continuing an interrupted prepare: {len(reused)} of {len(samples)} files already checked")
+    tasks = [DecodeTask(i, str(s.source), mode, fmt, jpg_quality, max_pixels, str(staging), staged_stem(keys[i]))
+             for i, s in enumerate(samples) if i not in reused]
+    journal = JournalWriter(work)
     try:
-        return decode_all(tasks, workers)
+        for outcome in decode_all(tasks, workers, total=len(samples)):
+            journal.record(keys[outcome.index], samples[outcome.index].source, outcome)
+            reused[outcome.index] = outcome
     except OSError as err:
         raise ImgclfError(f"could not write into {work.parent}: {err.strerror or err} "
                           "(check free space and permissions)") from err
-
-
-def sample_tasks(samples: Sequence[Sample], staging: Path, mode: str, fmt: str, jpg_quality: int,
-                 max_pixels: int) -> list[DecodeTask]:
-    return [DecodeTask(i, str(s.source), mode, fmt, jpg_quality, max_pixels, str(staging))
-            for i, s in enumerate(samples)]
+    finally:
+        journal.close()
+    return [reused[i] for i in range(len(samples))]
 
 
 def assign_names(entries: Sequence[tuple[str, str, str, str]]) -> dict[str, str]:
@@ -205,12 +226,17 @@ def lock_path(dst: Path) -> Path:
     return dst.parent / f".{dst.name}.lock"
 
 
-def make_workspace(dst: Path) -> Path:
-    """A fresh hidden folder beside ``dst`` (same file system, so the final move is a rename)."""
+def make_workspace(dst: Path, settings: dict[str, Any]) -> Path:
+    """The hidden work folder beside ``dst`` (same file system, so the final move is a rename).
+
+    It keeps the journal and staged files of an interrupted run with the same ``settings``
+    (see imgclf.data.journal); leftovers of older layouts are removed.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in dst.parent.glob(f".{dst.name}.imgclf-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.imgclf-tmp-", dir=dst.parent))
+        if stale != partial_folder(dst):
+            shutil.rmtree(stale, ignore_errors=True)
+    return open_partial(dst, settings)
 
 
 def install_output(work: Path, dst: Path) -> None:
@@ -258,10 +284,7 @@ def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *,
     """
     from imgclf.data.split import Item, deduplicate, split_samples
 
-    staging = work / ".staging"
-    staging.mkdir()
-    outcomes = decode_all_or_fail(sample_tasks(samples, staging, mode, fmt, jpg_quality, max_pixels),
-                                  workers, work)
+    outcomes = decode_journaled(samples, keys, work, mode, fmt, jpg_quality, max_pixels, workers)
     rejected = [(keys[o.index], o.error) for o in outcomes if o.error]
     good = {keys[o.index]: o for o in outcomes if not o.error}
     if not good:
@@ -285,7 +308,8 @@ def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *,
         os.rename(good[key].staged, work / rel)
         o = good[key]
         rows.append((key, rel, o.digest, ";".join(labels_of[key]), assignment[key], o.width, o.height))
-    shutil.rmtree(staging)
+    shutil.rmtree(work / STAGING)
+    (work / JOURNAL).unlink()
     rows.sort(key=lambda r: (SPLIT_ORDER[r[4]], r[3], r[1]))
     notes = [(k, "; ".join(o.notes)) for k, o in sorted(good.items()) if o.notes and k in names]
     return Prepared(rows, rejected, dedup.duplicates, dedup.conflicts, notes, too_small)
