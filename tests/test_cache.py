@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import make_split_tree, write_files
 
-from imgclf.data.cache import (FOLDER_IN_DATA, CacheSpec, cache_folder, load_or_build, open_cache, read_header)
+from imgclf.data.cache import FOLDER_IN_DATA, CacheSpec, cache_folder, open_cache, read_header
+from imgclf.data.cache_write import load_or_build
 from imgclf.data.folders import list_split
 from imgclf.data.loading import GEOMETRY, decode_chunks, decode_resized
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from imgclf.console import status, warn
-from imgclf.data.cache import CacheFile, CacheSpec, cache_folder, consume_chunks, free_bytes, load_or_build
+from imgclf.data.cache import CacheFile, CacheSpec, cache_folder, free_bytes
+from imgclf.data.cache_write import consume_chunks, load_or_build
 from imgclf.data.folders import list_split
 from imgclf.data.loading import GEOMETRY, auto_img_size, decode_chunks, load_images
 from imgclf.data.sources import BatchSource, DiskSource, StreamSource, TensorSource
