@@ -118,6 +118,14 @@ def ratio_runs(data: Path, n: int, size: int, models: list[str], batch_size: int
     return out
 
 
+def startup_floor() -> dict[str, Any]:
+    """Launch -> the train command's modules imported (torch, torchvision, imgclf): the fixed cost of any
+    run, which no cache removes; median of 3."""
+    walls = [measured([PYTHON, "-c", "import imgclf.commands.train"], SCALE / "logs" / "startup.log")["wall_s"]
+             for _ in range(3)]
+    return {"import_train_command_s": sorted(walls)[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="numbers of images (comma-separated)")
@@ -132,7 +140,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     img_sizes = [int(s) for s in args.img_sizes.split(",")]
     started = time.time()
-    result: dict[str, Any] = {"machine": machine(), "settings": vars(args), "sizes": {}}
+    result: dict[str, Any] = {"machine": machine(), "settings": vars(args), "sizes": {},
+                              "startup_floor": startup_floor()}
     for n in sizes:
         raw, data = SCALE / f"raw-{n}", SCALE / f"data-{n}"
         generate(raw, n)

@@ -148,7 +148,9 @@ def write_markdown(result: dict[str, Any]) -> str:
         row(f"{size} predict img/s (whole call)", size, "infer", "predict_img_per_s")
         row(f"{size} evaluate+predict process peak PSS, MB", size, "infer", "tree_pss_mb")
         row(f"{size} val accuracy (memory run)", size, "memory", "val_acc")
-    lines += ["", "| target | figure | holds |", "|---|---|---|"]
+    floor = _get(result, "startup_floor", "import_train_command_s")
+    lines += ["", f"Startup floor (python + imports of the train command, no data): {_fmt(floor)} s.",
+              "", "| target | figure | holds |", "|---|---|---|"]
     for name, v in result["targets"].items():
         holds = "n/a" if v["holds"] is None else ("yes" if v["holds"] else "no")
         lines.append(f"| {name} | {_fmt(v['figure'])} | {holds} |")
