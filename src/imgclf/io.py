@@ -40,7 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise ImgclfError(f"could not write {path}: {err.strerror or err}") from err
@@ -105,7 +105,7 @@ def _lock_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:

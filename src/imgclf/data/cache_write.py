@@ -25,6 +25,7 @@ from imgclf import __version__
 from imgclf.console import status, warn
 from imgclf.data.cache import (ALIGN, MAGIC, READ_CHUNK, TEMP_MARK, CacheError, CacheFile, CacheSpec, Chunks,
                                Preprocess, data_offset, open_cache)
+from imgclf.io import fsync_dir
 
 
 @contextlib.contextmanager
@@ -92,7 +93,7 @@ def write_cache(path: Path, spec: CacheSpec, chunks: Chunks, preprocess: Preproc
                       "imgclf": __version__, "row_bytes": spec.row_bytes}
             _finish(f, header)
         os.replace(temp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         temp.unlink(missing_ok=True)
     return open_cache(path, spec, identity)
@@ -122,15 +123,6 @@ def _move_rows(f: BinaryIO, src: int, dst: int, size: int) -> None:
     for start in (reversed(starts) if dst > src else starts):
         n = min(step, size - start)
         os.pwrite(fd, os.pread(fd, n, src + start), dst + start)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_or_build(path: Path, spec: CacheSpec, chunks: Callable[[], Chunks], preprocess: Preprocess | None = None,
