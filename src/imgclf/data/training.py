@@ -162,7 +162,7 @@ def _memory(splits: Sequence[Split], s: Settings, classes: list[str]) -> Trainin
     _check_enough(train.num_images, val.num_images)
     position = {index: n for n, index in enumerate(kept_of[0])}
     sample = [position[i] for i in stats_sample(len(splits[0].paths)) if i in position]
-    mean, std = channel_stats(train.images[sample])
+    mean, std = channel_stats(train.images if len(sample) == train.num_images else train.images[sample])
     return TrainingData(classes, s.img_size, s.channels, train, val, _counts(train.targets, classes),
                         _counts(val.targets, classes), mean, std, cached=True, rejected=rejected)
 
