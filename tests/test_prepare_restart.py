@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import tree_digest
 from PIL import Image
 from reliability_helpers import child_env, wait_for
@@ -69,3 +70,11 @@ def test_changed_settings_start_over(tmp_path: Path) -> None:
     prepare(src, dst)
     assert not folder.exists() and {p.name for p in dst.iterdir()} == {"train", "val", "manifest.csv",
                                                                        "prepare_report.json"}
+
+
+def test_progress_without_a_terminal_prints_rate_and_time_left(capsys: pytest.CaptureFixture[str]) -> None:
+    from imgclf.console import progress
+
+    assert list(progress(range(4), total=10, desc="decoding", unit="img", initial=2, every_s=0)) == [0, 1, 2, 3]
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("decoding: 6/10 img (") and "s left" in lines[-1]

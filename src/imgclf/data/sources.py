@@ -142,10 +142,10 @@ class DiskSource:
             os.close(self.fd)
 
     def read(self, idx: torch.Tensor) -> Batch:
-        images = np.empty((len(idx), *self.cache.shape), dtype=np.uint8)
-        self.cache.read_rows(self.fd, self.rows[idx.numpy()].tolist(), images)
-        batch = torch.from_numpy(images)
-        return (batch.pin_memory() if self.pin else batch), self.targets[idx]
+        """One batch, read straight into a fresh (pinned, on CUDA) tensor: the loop may keep it."""
+        batch = torch.empty((len(idx), *self.cache.shape), dtype=torch.uint8, pin_memory=self.pin)
+        self.cache.read_rows(self.fd, self.rows[idx.numpy()].tolist(), batch.numpy())
+        return batch, self.targets[idx]
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         chunks = split_order(order, batch_size)
