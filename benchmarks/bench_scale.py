@@ -149,11 +149,13 @@ def main() -> None:
         print(f"{n} images: prepare {entry['prepare']['wall_s']} s", file=sys.stderr)
         for size in img_sizes:
             entry[f"{size}px"] = size_runs(data, n, size, args)
-        if n == min(sizes) and args.ratio_models:
-            entry["ratio"] = ratio_runs(data, n, max(img_sizes), args.ratio_models.split(","), args.batch_size)
         result["sizes"][str(n)] = entry
         result["load_avg_now"] = list(os.getloadavg())
         save(result, args.name)
+    if args.ratio_models:   # last: the scale table first
+        n = min(sizes)
+        result["sizes"][str(n)]["ratio"] = ratio_runs(SCALE / f"data-{n}", n, max(img_sizes),
+                                                       args.ratio_models.split(","), args.batch_size)
     result["elapsed_min"] = round((time.time() - started) / 60, 1)
     save(result, args.name)
     print((RESULTS / f"{args.name}.md").read_text(encoding="utf-8"))
