@@ -124,7 +124,8 @@ def choose_mode(cache: str, need_bytes: int, cache_gb: float, folder: Path | Non
         return "stream"
     if cache == "memory" or (cache == "auto" and need_bytes <= cache_gb * GIB):
         return "memory"
-    why = f"decoded images need {need_bytes / GIB:.1f} GiB" + (f" > --cache-gb {cache_gb}" if cache == "auto" else "")
+    size = f"{need_bytes / GIB:.1f} GiB" if need_bytes >= GIB / 10 else f"{need_bytes / 1024 ** 2:.0f} MiB"
+    why = f"decoded images need {size}" + (f" > --cache-gb {cache_gb}" if cache == "auto" else "")
     if folder is None:
         warn(f"{why}, and no writable folder for a decode cache (see --cache-dir): decoding per batch instead")
         return "stream"
@@ -162,7 +163,8 @@ def _memory(splits: Sequence[Split], s: Settings, classes: list[str]) -> Trainin
     _check_enough(train.num_images, val.num_images)
     position = {index: n for n, index in enumerate(kept_of[0])}
     sample = [position[i] for i in stats_sample(len(splits[0].paths)) if i in position]
-    mean, std = channel_stats(train.images if len(sample) == train.num_images else train.images[sample])
+    mean, std = channel_stats(train.images if len(sample) == train.num_images else
+                              torch.index_select(train.images, 0, torch.tensor(sample)))
     return TrainingData(classes, s.img_size, s.channels, train, val, _counts(train.targets, classes),
                         _counts(val.targets, classes), mean, std, cached=True, rejected=rejected)
 
@@ -172,10 +174,14 @@ def _decoded_rows(split: Split, s: Settings) -> tuple[np.ndarray, dict[int, str]
     spec = s.spec(split)
     chunks = lambda: decode_chunks(split.paths, s.img_size, s.channels, max(s.workers, 0),  # noqa: E731
                                    desc=f"decoding {split.name}")
-    if s.folder is not None and free_bytes(s.folder) >= spec.data_bytes + DISK_HEADROOM:
-        cache, rows, _ = load_or_build(s.folder / spec.file_name(), spec, chunks, s.numpy_preprocess())
-        assert rows is not None
-        return rows, cache.rejected
+    path = s.folder / spec.file_name() if s.folder is not None else None
+    if path is not None and (path.exists() or free_bytes(path.parent) >= spec.data_bytes + DISK_HEADROOM):
+        try:
+            cache, rows, _ = load_or_build(path, spec, chunks, s.numpy_preprocess())
+            assert rows is not None
+            return rows, cache.rejected
+        except OSError as err:   # e.g. the disk filled up while writing: memory mode works without the file
+            warn(f"could not write the decode cache {path} ({err.strerror or err}); decoding into memory only")
     rows = np.empty((len(split.paths), s.channels, s.img_size, s.img_size), dtype=np.uint8)
 
     def sink(start: int, chunk: np.ndarray) -> None:
@@ -202,7 +208,11 @@ def _disk(splits: Sequence[Split], s: Settings, classes: list[str]) -> TrainingD
         spec = s.spec(split)
         chunks = lambda split=split: decode_chunks(split.paths, s.img_size, s.channels,  # noqa: E731
                                                    max(s.workers, 0), desc=f"decoding {split.name}")
-        cache, _, _ = load_or_build(s.folder / spec.file_name(), spec, chunks, s.numpy_preprocess(), read=False)
+        try:
+            cache, _, _ = load_or_build(s.folder / spec.file_name(), spec, chunks, s.numpy_preprocess(), read=False)
+        except OSError as err:
+            raise ImgclfError(f"could not write the decode cache in {s.folder} ({err.strerror or err}); free some "
+                              "space, choose another folder with --cache-dir, or train with --cache off") from err
         kept = _report(split, cache.rejected, rejected)
         targets = torch.tensor([split.targets[i] for i in kept], dtype=torch.long)
         sources.append(DiskSource(cache, kept, targets, s.pin))
