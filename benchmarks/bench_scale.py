@@ -52,6 +52,7 @@ def measured(argv: list[str], log: Path) -> dict[str, Any]:
 
 def prepare(raw: Path, data: Path, n: int) -> dict[str, Any]:
     shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(data.parent / f".{data.name}.imgclf-partial", ignore_errors=True)   # no head start
     out = measured([PYTHON, "-m", "imgclf", "prepare", str(raw), str(data), "--format", "keep"],
                    SCALE / "logs" / f"prepare-{n}.log")
     out["img_per_s"] = round(n / out["wall_s"], 1)
