@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from markupsafe import Markup
+
 from imgclf.reporting import markup as M
 from imgclf.reporting.rundata import Evaluation, RunData, to_float
 from imgclf.reporting.sections import section
@@ -17,33 +19,33 @@ HEADERS = ("data", "split", "checkpoint", "images", "accuracy", "loss", "macro F
 NUMERIC = (False, False, False, True, True, True, True, True, False, False)
 
 
-def data_cell(summary: dict[str, Any]) -> str:
+def data_cell(summary: dict[str, Any]) -> Markup:
     """The data's short name (own data marked) with its full resolved path under it."""
     path = summary.get("data")
     if not path:
-        return M.td_html(M.esc("not recorded (evaluated before data folders were kept)"), cls="small")
+        return M.td("not recorded (evaluated before data folders were kept)", cls="small", sort="")
     name = summary.get("data_name") or path
-    own = ' <span class="small">the run\'s own data</span>' if summary.get("own_data") else ""
-    return M.td_html(f"<strong>{M.esc(name)}</strong>{own}<div class=\"fname\">{M.esc(path)}</div>", sort=str(name))
+    own = Markup(' <span class="small">the run\'s own data</span>') if summary.get("own_data") else M.EMPTY
+    return M.td(Markup('<strong>{}</strong>{}<div class="fname">{}</div>').format(name, own, path), sort=str(name))
 
 
-def selection_cell(summary: dict[str, Any]) -> str:
+def selection_cell(summary: dict[str, Any]) -> Markup:
     """'optimistic' badge + why, 'held out', or a dash."""
     note = summary.get("selection")
     if summary.get("optimistic"):
-        return M.td_html(f'<span class="badge">optimistic</span> {M.esc(note or "")}', sort="optimistic")
-    return M.td_html(M.esc(note) if note else "–", sort=str(note or ""))
+        return M.td(Markup('<span class="badge">optimistic</span> {}').format(note or ""), sort="optimistic")
+    return M.td(note if note else "–", sort=str(note or ""))
 
 
-def _folder_cell(ev: Evaluation) -> str:
+def _folder_cell(ev: Evaluation) -> Markup:
     also = [name for name, path in (("mistakes", ev.folder.mistakes_csv), ("enhance", ev.folder.enhance_summary_csv))
             if path.is_file()]
     where = "the run folder" if ev.relative == "." else M.code(ev.relative + "/")
-    extra = f'<div class="small">also: {M.esc(", ".join(also))}</div>' if also else ""
-    return M.td_html(where + extra, sort=ev.relative)
+    extra = Markup('<div class="small">also: {}</div>').format(", ".join(also)) if also else M.EMPTY
+    return M.td(M.join([where, extra]), sort=ev.relative)
 
 
-def _row(ev: Evaluation) -> list[str]:
+def _row(ev: Evaluation) -> list[Markup]:
     s = ev.summary or {}
     accuracy = to_float(s.get("accuracy"))
     return [data_cell(s), M.td(s.get("split", "–")), M.td(s.get("checkpoint", "–")),
@@ -52,16 +54,16 @@ def _row(ev: Evaluation) -> list[str]:
             M.num_td(to_float(s.get("roc_auc"))), selection_cell(s), _folder_cell(ev)]
 
 
-def evaluations_section(data: RunData, run_arg: str) -> str:
+def evaluations_section(data: RunData, run_arg: str) -> Markup:
     """One row per evaluation found in the run folder: data, split, weights, numbers, how trustworthy."""
     names = {f"{ev.relative}/evaluation.json" for ev in data.evaluations} | {"evaluation.json"}
-    problems = "".join(M.problem(text) for key, text in data.problems.items() if key in names)
+    problems = M.join(M.problem(text) for key, text in data.problems.items() if key in names)
     if not data.evaluations:
         return section("evaluations", "Evaluations", problems + M.hint("the model has not been evaluated",
                                                                        "evaluate", run_arg))
     body = problems + M.table(HEADERS, [_row(ev) for ev in data.evaluations], numeric=NUMERIC)
-    body += M.note(f"Evaluate other data (each gets its own folder) with "
-                   f"{M.code(M.command_for('evaluate', run_arg, ' OTHER_DATA [--split S] [--checkpoint last]'))}.")
+    body += M.note(Markup("Evaluate other data (each gets its own folder) with {}.").format(
+        M.code(M.command_for("evaluate", run_arg, " OTHER_DATA [--split S] [--checkpoint last]"))))
     intro = ("Every evaluation of this run, each in its own folder and labelled with the data it measured. "
              "The best checkpoint was chosen on the run's val split, so its numbers on that split are optimistic; "
              "a held-out test split gives the honest estimate.")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from markupsafe import Markup
+
 from imgclf.reporting import markup as M
 from imgclf.reporting.rundata import Row, RunData, inside_run, to_float
 from imgclf.reporting.sections import section
@@ -29,7 +31,7 @@ def _probabilities(row: Row) -> dict[str, float]:
     return probs
 
 
-def _prob_bars(row: Row) -> str:
+def _prob_bars(row: Row) -> Markup:
     """The top three probabilities as small bars; the true class is always listed."""
     probs = _probabilities(row)
     true = row.get("true", "")
@@ -39,25 +41,27 @@ def _prob_bars(row: Row) -> str:
     items = []
     for cls in top:
         mark = " true" if cls == true else " pred" if cls == row.get("predicted") else ""
-        items.append(f'<li class="p{mark}"><span class="bar" style="width:{100.0 * probs[cls]:.1f}%"></span>'
-                     f'<span class="lbl">{M.esc(cls)}</span><span class="val">{M.fmt_pct(probs[cls])}</span></li>')
-    return f'<ul class="probs">{"".join(items)}</ul>' if items else ""
+        items.append(Markup('<li class="p{}"><span class="bar" style="width:{}%"></span><span class="lbl">{}</span>'
+                            '<span class="val">{}</span></li>').format(mark, f"{100.0 * probs[cls]:.1f}", cls,
+                                                                       M.fmt_pct(probs[cls])))
+    return Markup('<ul class="probs">{}</ul>').format(M.join(items)) if items else M.EMPTY
 
 
-def _card(data: RunData, row: Row) -> str:
+def _card(data: RunData, row: Row) -> Markup:
     """One gallery card: the copied image, true → predicted, probabilities, loss."""
     path = inside_run(data.run, row.get("copy", ""))
     thumb = M.thumbnail_bytes(path) if path else None
     name = Path(row.get("path") or row.get("copy") or "").name
     picture = (M.img(thumb, f"{row.get('true', '')} predicted as {row.get('predicted', '')}: {name}")
-               if thumb else '<div class="noimg">image not available</div>')
-    flag = '<span class="badge">likely label error</span>' if _is_label_issue(row) else ""
+               if thumb else Markup('<div class="noimg">image not available</div>'))
+    flag = Markup('<span class="badge">likely label error</span>') if _is_label_issue(row) else M.EMPTY
     loss = to_float(row.get("loss"))
-    return (f'<div class="shot">{picture}<div class="meta">'
-            f'<div class="pair"><span class="t">{M.esc(row.get("true", ""))}</span> → '
-            f'<span class="pr">{M.esc(row.get("predicted", ""))}</span></div>{_prob_bars(row)}'
-            f'<div class="small">#{M.esc(row.get("rank", ""))} · loss {M.fmt_num(loss)}{flag}</div>'
-            f'<div class="fname" title="{M.esc(row.get("path", ""))}">{M.esc(name)}</div></div></div>')
+    return Markup('<div class="shot">{}<div class="meta">'
+                  '<div class="pair"><span class="t">{}</span> → <span class="pr">{}</span></div>{}'
+                  '<div class="small">#{} · loss {}{}</div>'
+                  '<div class="fname" title="{}">{}</div></div></div>').format(
+        picture, row.get("true", ""), row.get("predicted", ""), _prob_bars(row), row.get("rank", ""),
+        M.fmt_num(loss), flag, row.get("path", ""), name)
 
 
 def _is_label_issue(row: Row) -> bool:
@@ -68,16 +72,17 @@ def _by_rank(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda r: (to_float(r.get("rank")) is None, to_float(r.get("rank")) or 0.0))
 
 
-def _shown_note(shown: int, total: int, what: str, csv_name: str) -> str:
+def _shown_note(shown: int, total: int, what: str, csv_name: str) -> Markup:
     """'Showing 48 of 312 <what>' when capped; ``what`` is plural ('images, ...')."""
     if total == 1:
-        return M.note(f"Showing the only one of the {M.esc(what)}.")
+        return M.note(f"Showing the only one of the {what}.")
     if shown >= total:
-        return M.note(f"Showing all {total:,} {M.esc(what)}.")
-    return M.note(f"Showing {shown:,} of {total:,} {M.esc(what)}; all are listed in {M.code(csv_name)}.", "cap")
+        return M.note(f"Showing all {total:,} {what}.")
+    return M.note(Markup("Showing {} of {} {}; all are listed in {}.").format(
+        f"{shown:,}", f"{total:,}", what, M.code(csv_name)), "cap")
 
 
-def _pairs_table(rows: list[Row]) -> str:
+def _pairs_table(rows: list[Row]) -> Markup:
     pairs = Counter((r.get("true", ""), r.get("predicted", "")) for r in rows)
     top = pairs.most_common(MAX_PAIRS_SHOWN)
     body = [[M.td(t), M.td(p), M.num_td(n), M.num_td(n / len(rows), M.fmt_pct(n / len(rows)))] for (t, p), n in top]
@@ -86,9 +91,13 @@ def _pairs_table(rows: list[Row]) -> str:
                    numeric=[False, False, True, True])
 
 
-def mistakes_section(data: RunData, run_arg: str) -> str:
+def _gallery(cards: list[Markup]) -> Markup:
+    return Markup('<div class="gallery">{}</div>').format(M.join(cards))
+
+
+def mistakes_section(data: RunData, run_arg: str) -> Markup:
     """The worst misclassified images (highest loss first) with probabilities."""
-    problems = "".join(M.problem(v) for k, v in data.problems.items() if k == data.run.mistakes_csv.name)
+    problems = M.join(M.problem(v) for k, v in data.problems.items() if k == data.run.mistakes_csv.name)
     if data.mistakes is None:
         return section("mistakes", "Mistakes", problems + M.hint("mistakes have not been collected", "mistakes", run_arg))
     if not data.mistakes:
@@ -99,13 +108,13 @@ def mistakes_section(data: RunData, run_arg: str) -> str:
     csv_name = str(data.run.mistakes_csv.relative_to(data.run.root))
     body = _shown_note(len(shown), len(rows), "misclassified images, highest loss first", csv_name)
     body += _pairs_table(rows)
-    body += f'<div class="gallery">{"".join(_card(data, r) for r in shown)}</div>'
+    body += _gallery([_card(data, r) for r in shown])
     return section("mistakes", "Mistakes", body,
                    f"{len(rows):,} misclassified images. Each card: the image, true → predicted class, "
                    "the top class probabilities (true class outlined) and the loss.")
 
 
-def label_errors_section(data: RunData, run_arg: str) -> str:
+def label_errors_section(data: RunData, run_arg: str) -> Markup:
     """Mistakes flagged as likely label errors (confidently wrong), least self-confident first."""
     if data.mistakes is None:
         return section("label-errors", "Likely label errors",
@@ -121,13 +130,13 @@ def label_errors_section(data: RunData, run_arg: str) -> str:
     csv_name = str(data.run.mistakes_csv.relative_to(data.run.root))
     body = _shown_note(len(shown), len(flagged), "flagged images, least confident in their label first",
                        f"{csv_name} (label_issue = 1)")
-    body += f'<div class="gallery">{"".join(_card(data, r) for r in shown)}</div>'
+    body += _gallery([_card(data, r) for r in shown])
     return section("label-errors", "Likely label errors", body,
                    "The model is confident in another class and gives the given label a low probability. "
                    "Look at these by eye: if the label is wrong, fix it in the data and train again.")
 
 
-def _enhance_table(rows: list[Row]) -> str:
+def _enhance_table(rows: list[Row]) -> Markup:
     cols = ("num_images", "accuracy", "rescued", "broken", "net_gain", "mean_delta_true_prob")
     ordered = sorted(rows, key=lambda r: -(to_float(r.get("net_gain")) or 0.0))
     body = []
@@ -143,9 +152,9 @@ def _enhance_table(rows: list[Row]) -> str:
     return M.table(headers, body, numeric=[False, False] + [True] * 6)
 
 
-def enhance_section(data: RunData, run_arg: str) -> str:
+def enhance_section(data: RunData, run_arg: str) -> Markup:
     """Which intensity enhancements rescue mistakes and which break correct images."""
-    problems = "".join(M.problem(v) for k, v in data.problems.items() if k == data.run.enhance_summary_csv.name)
+    problems = M.join(M.problem(v) for k, v in data.problems.items() if k == data.run.enhance_summary_csv.name)
     if data.enhance_summary is None:
         return section("enhance", "Enhancement", problems + M.hint("enhancements have not been tested", "enhance",
                                                                    run_arg))
@@ -157,9 +166,10 @@ def enhance_section(data: RunData, run_arg: str) -> str:
     if figures:
         shown = figures[:MAX_ENHANCE_FIGURES_SHOWN]
         folder = str(data.run.enhance_figures_dir.relative_to(data.run.root))
-        body += "<h3>Per-image figures</h3>" + _shown_note(len(shown), len(figures), "per-image figures",
-                                                           f"{folder}/")
-        body += f'<div class="figs">{"".join(M.figure(M.image_bytes(p), p.name, M.esc(p.name)) for p in shown)}</div>'
-    intro = ("Each transform is applied to the images and the model predicts again. <em>Rescued</em>: was wrong, "
-             "now right. <em>Broken</em>: was right, now wrong. Net gain = rescued − broken.")
+        body += Markup("<h3>Per-image figures</h3>") + _shown_note(len(shown), len(figures), "per-image figures",
+                                                                   f"{folder}/")
+        body += Markup('<div class="figs">{}</div>').format(
+            M.join(M.figure(M.image_bytes(p), p.name, p.name) for p in shown))
+    intro = Markup("Each transform is applied to the images and the model predicts again. <em>Rescued</em>: was "
+                   "wrong, now right. <em>Broken</em>: was right, now wrong. Net gain = rescued − broken.")
     return section("enhance", "Enhancement", problems + body, intro)

@@ -1,35 +1,49 @@
-"""Small HTML building blocks: escaping, numbers, sortable tables, embedded images.
+"""Small HTML building blocks: escaping by construction, numbers, sortable tables, embedded images.
 
-Every string that comes from a file goes through :func:`esc`; every image becomes a
-``data:`` URI, so the page is one file that needs no server and no network.
+Every builder returns :class:`markupsafe.Markup` and puts values in with ``Markup.format`` or
+``Markup.join``, which escape anything that is not already ``Markup``: a string read from a
+file (a class name, a path) can only reach the page as text. Every image becomes a ``data:``
+URI, so the page is one file that needs no server and no network.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from imgclf.errors import ImgclfError
 
 MAX_RAW_IMAGE_BYTES = 1_500_000     # larger figures are downscaled before embedding
 MAX_FIGURE_SIDE_PX = 1800
 THUMB_SIDE_PX = 176
+EMPTY = Markup("")
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 
 
-def esc(value: Any) -> str:
-    """HTML-escape any value (quotes included) for text and attribute positions."""
-    return html.escape(str(value), quote=True)
+def esc(value: Any) -> Markup:
+    """``value`` as text: HTML-escaped (quotes included) unless it is already Markup."""
+    return escape(value if isinstance(value, (str, Markup)) else str(value))
 
 
-def code(text: str) -> str:
-    return f"<code>{esc(text)}</code>"
+def join(parts: Iterable[Any]) -> Markup:
+    """Concatenate fragments; plain strings among them are escaped."""
+    return EMPTY.join(parts)
+
+
+def attr(name: str, value: Any) -> Markup:
+    """`` name="value"`` (value escaped), or nothing when ``value`` is None."""
+    return EMPTY if value is None else Markup(' {}="{}"').format(Markup(name), value)
+
+
+def code(text: str) -> Markup:
+    return Markup("<code>{}</code>").format(text)
 
 
 def command_for(verb: str, run_arg: str, extra: str = "") -> str:
@@ -37,18 +51,19 @@ def command_for(verb: str, run_arg: str, extra: str = "") -> str:
     return f"imgclf {verb} {shlex.quote(run_arg)}{extra}"
 
 
-def hint(what: str, verb: str, run_arg: str) -> str:
+def hint(what: str, verb: str, run_arg: str) -> Markup:
     """The 'not run yet' paragraph naming the command that fills a section."""
-    return (f'<p class="hint"><strong>Not run yet:</strong> {esc(what)}. '
-            f"Run {code(command_for(verb, run_arg))} to fill this section.</p>")
+    return Markup('<p class="hint"><strong>Not run yet:</strong> {}. Run {} to fill this section.</p>').format(
+        what, code(command_for(verb, run_arg)))
 
 
-def note(text_html: str, cls: str = "note") -> str:
-    return f'<p class="{cls}">{text_html}</p>'
+def note(text: Any, cls: str = "note") -> Markup:
+    """A paragraph; ``text`` is Markup already, or plain text (escaped)."""
+    return Markup("<p{}>{}</p>").format(attr("class", cls or None), text)
 
 
-def problem(text: str) -> str:
-    return f'<p class="problem"><strong>Problem:</strong> {esc(text)}</p>'
+def problem(text: str) -> Markup:
+    return Markup('<p class="problem"><strong>Problem:</strong> {}</p>').format(text)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -77,56 +92,47 @@ def fmt_seconds(value: float | None) -> str:
 
 # --------------------------------------------------------------------------- tables
 
-def td(text: Any, cls: str = "") -> str:
-    """A text cell (escaped)."""
-    attrs = f' class="{cls}"' if cls else ""
-    return f"<td{attrs}>{esc(text)}</td>"
+def td(content: Any, cls: str = "", sort: float | str | None = None) -> Markup:
+    """A cell: plain text is escaped, Markup is kept; ``sort`` is the value the column sorts by."""
+    return Markup("<td{}{}>{}</td>").format(attr("class", cls or None), attr("data-sort", sort), content)
 
 
-def td_html(inner_html: str, sort: float | str | None = None, cls: str = "") -> str:
-    """A cell whose content is already HTML (callers escape what they put in)."""
-    attrs = f' class="{cls}"' if cls else ""
-    if sort is not None:
-        attrs += f' data-sort="{esc(sort)}"'
-    return f"<td{attrs}>{inner_html}</td>"
-
-
-def num_td(value: float | None, text: str | None = None, cls: str = "") -> str:
+def num_td(value: float | None, text: str | None = None, cls: str = "") -> Markup:
     """A right-aligned number cell that sorts by value (blanks sort first)."""
     shown = text if text is not None else fmt_num(value)
     sort = "" if value is None else repr(float(value))
-    return f'<td class="num{" " + cls if cls else ""}" data-sort="{sort}">{esc(shown)}</td>'
+    return Markup('<td class="{}" data-sort="{}">{}</td>').format(f"num {cls}".strip(), sort, shown)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], foot: Sequence[str] | None = None,
-          caption: str = "", numeric: Sequence[bool] | None = None, cls: str = "sortable") -> str:
-    """A table of pre-rendered ``<td>`` cells; click a header to sort (see the page script)."""
+def table(headers: Sequence[str], rows: Iterable[Sequence[Markup]], foot: Sequence[Markup] | None = None,
+          caption: str = "", numeric: Sequence[bool] | None = None, cls: str = "sortable") -> Markup:
+    """A table of ``<td>`` cells; click a header to sort (see the page script)."""
     numeric = numeric or [False] * len(headers)
-    head = "".join(f'<th scope="col"{" class=num" if n else ""} tabindex="0">{esc(h)}</th>'
-                   for h, n in zip(headers, numeric))
-    body = "".join(f"<tr>{''.join(cells)}</tr>" for cells in rows)
-    parts = [f'<div class="table-wrap"><table class="{cls}">']
+    head = join(Markup('<th scope="col"{} tabindex="0">{}</th>').format(Markup(" class=num") if n else EMPTY, h)
+                for h, n in zip(headers, numeric))
+    body = join(Markup("<tr>{}</tr>").format(join(cells)) for cells in rows)
+    parts = [Markup('<div class="table-wrap"><table class="{}">').format(cls)]
     if caption:
-        parts.append(f"<caption>{esc(caption)}</caption>")
-    parts.append(f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>")
+        parts.append(Markup("<caption>{}</caption>").format(caption))
+    parts.append(Markup("<thead><tr>{}</tr></thead><tbody>{}</tbody>").format(head, body))
     if foot:
-        parts.append(f"<tfoot><tr>{''.join(foot)}</tr></tfoot>")
-    parts.append("</table></div>")
-    return "".join(parts)
+        parts.append(Markup("<tfoot><tr>{}</tr></tfoot>").format(join(foot)))
+    parts.append(Markup("</table></div>"))
+    return join(parts)
 
 
-def bar_td(value: float | None, fraction: float, text: str) -> str:
+def bar_td(value: float | None, fraction: float, text: str) -> Markup:
     """A number cell with a small horizontal bar (``fraction`` of the track) left of the number."""
-    width = 100.0 * min(1.0, max(0.0, fraction))
-    inner = (f'<span class="track"><span class="bar" style="width:{width:.1f}%"></span></span>'
-             f'<span class="n">{esc(text)}</span>')
-    return td_html(inner, "" if value is None else repr(float(value)), "num barcell")
+    width = f"{100.0 * min(1.0, max(0.0, fraction)):.1f}"
+    inner = Markup('<span class="track"><span class="bar" style="width:{}%"></span></span>'
+                   '<span class="n">{}</span>').format(width, text)
+    return td(inner, "num barcell", "" if value is None else repr(float(value)))
 
 
-def kv_table(pairs: Iterable[tuple[str, str]]) -> str:
-    """A two-column key/value table; values are already HTML."""
-    rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{v}</td></tr>' for k, v in pairs)
-    return f'<div class="table-wrap"><table class="kv"><tbody>{rows}</tbody></table></div>'
+def kv_table(pairs: Iterable[tuple[str, Any]]) -> Markup:
+    """A two-column key/value table; values are Markup or plain text (escaped)."""
+    rows = join(Markup('<tr><th scope="row">{}</th><td>{}</td></tr>').format(k, v) for k, v in pairs)
+    return Markup('<div class="table-wrap"><table class="kv"><tbody>{}</tbody></table></div>').format(rows)
 
 
 # --------------------------------------------------------------------------- images
@@ -142,14 +148,11 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def img(data: bytes, alt: str, cls: str = "", width: int | None = None) -> str:
+def img(data: bytes, alt: str, cls: str = "", width: int | None = None) -> Markup:
     """An ``<img>`` embedding ``data`` (PNG/JPEG/GIF bytes) as a data URI."""
     mime = sniff_mime(data) or "image/png"
-    size = f' width="{int(width)}"' if width else ""
-    klass = f' class="{cls}"' if cls else ""
-    return f'<img src="{data_uri(data, mime)}" alt="{esc(alt)}"{klass}{size}>'
-
-
+    return Markup('<img src="{}" alt="{}"{}{}>').format(data_uri(data, mime), alt, attr("class", cls or None),
+                                                        attr("width", int(width) if width else None))
 def _encode(image: Any) -> bytes:
     """PNG for small or flat images, JPEG (quality 85) for large photos."""
     buf = io.BytesIO()
@@ -198,10 +201,9 @@ def thumbnail_bytes(path: Path, side: int = THUMB_SIDE_PX) -> bytes | None:
     return _encode(image)
 
 
-def figure(data: bytes | None, alt: str, caption_html: str = "", cls: str = "") -> str:
+def figure(data: bytes | None, alt: str, caption: Any = "", cls: str = "") -> Markup:
     """A ``<figure>`` with an embedded image, or a note when the image is unreadable."""
     if data is None:
-        return note(f"Image could not be read: {esc(alt)}", "problem")
-    cap = f"<figcaption>{caption_html}</figcaption>" if caption_html else ""
-    klass = f' class="{cls}"' if cls else ""
-    return f"<figure{klass}>{img(data, alt)}{cap}</figure>"
+        return note(Markup("Image could not be read: {}").format(alt), "problem")
+    cap = Markup("<figcaption>{}</figcaption>").format(caption) if caption else EMPTY
+    return Markup("<figure{}>{}{}</figure>").format(attr("class", cls or None), img(data, alt), cap)

@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from markupsafe import Markup
+
 from imgclf.reporting import markup as M
 from imgclf.reporting import plots
 from imgclf.reporting.rundata import RunData, to_float
@@ -19,22 +21,22 @@ KEY_OPTIONS = ("model", "pretrained", "img_size", "channels", "normalize", "prep
                "clip_grad", "best_metric", "seed", "device", "precision")
 
 
-def section(section_id: str, title: str, body: str, intro: str = "") -> str:
+def section(section_id: str, title: str, body: Markup, intro: Markup | str = "") -> Markup:
     """One page section with a stable id (the browser test and the nav link to it)."""
-    lead = f'<p class="lead">{intro}</p>' if intro else ""
-    return f'<section id="{M.esc(section_id)}"><h2>{M.esc(title)}</h2>{lead}{body}</section>'
+    lead = Markup('<p class="lead">{}</p>').format(intro) if intro else M.EMPTY
+    return Markup('<section id="{}"><h2>{}</h2>{}{}</section>').format(section_id, title, lead, body)
 
 
-def _problems(data: RunData, *names: str) -> str:
-    return "".join(M.problem(data.problems[n]) for n in names if n in data.problems)
+def _problems(data: RunData, *names: str) -> Markup:
+    return M.join(M.problem(data.problems[n]) for n in names if n in data.problems)
 
 
-def _card(label: str, value: str, detail: str = "") -> str:
-    small = f"<small>{M.esc(detail)}</small>" if detail else ""
-    return f'<div class="card"><span>{M.esc(label)}</span><strong>{M.esc(value)}</strong>{small}</div>'
+def _card(label: str, value: str, detail: str = "") -> Markup:
+    small = Markup("<small>{}</small>").format(detail) if detail else M.EMPTY
+    return Markup('<div class="card"><span>{}</span><strong>{}</strong>{}</div>').format(label, value, small)
 
 
-def _metric_cards(data: RunData) -> list[str]:
+def _metric_cards(data: RunData) -> list[Markup]:
     summary, ev = data.summary or {}, data.evaluation or {}
     best, final = summary.get("best") or {}, summary.get("final") or {}
     cards = []
@@ -76,23 +78,23 @@ def _held_out(data: RunData, checkpoint: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def summary_section(data: RunData, run_arg: str) -> str:
+def summary_section(data: RunData, run_arg: str) -> Markup:
     """Data, model, key options, best and final metrics."""
     config, summary = data.config or {}, data.summary or {}
     facts = [("run folder", M.code(str(data.run.root))),
              ("data", M.code(str(summary.get("data") or config.get("data") or "–"))),
-             ("model", M.esc(summary.get("model") or config.get("model") or "–"))]
+             ("model", str(summary.get("model") or config.get("model") or "–"))]
     if summary:
-        facts.append(("training", M.esc(f"{summary.get('epochs', '–')} epochs, {summary.get('steps', '–')} steps")))
-    options = [(k, M.esc(_show(config[k]))) for k in KEY_OPTIONS if k in config and k != "model"]
+        facts.append(("training", f"{summary.get('epochs', '–')} epochs, {summary.get('steps', '–')} steps"))
+    options = [(k, _show(config[k])) for k in KEY_OPTIONS if k in config and k != "model"]
     derived = config.get("derived") if isinstance(config.get("derived"), Mapping) else {}
-    options += [(f"{k} (resolved)", M.esc(_show(v))) for k, v in derived.items() if k in ("device", "precision")]
-    body = f'<div class="cards">{"".join(_metric_cards(data))}</div>'
-    body += f'<div class="two-col"><div><h3>Run</h3>{M.kv_table(facts)}</div>'
-    body += f'<div><h3>Key options</h3>{M.kv_table(options) if options else M.note("config.json has no options")}</div></div>'
+    options += [(f"{k} (resolved)", _show(v)) for k, v in derived.items() if k in ("device", "precision")]
+    body = Markup('<div class="cards">{}</div>').format(M.join(_metric_cards(data)))
+    body += Markup('<div class="two-col"><div><h3>Run</h3>{}</div><div><h3>Key options</h3>{}</div></div>').format(
+        M.kv_table(facts), M.kv_table(options) if options else M.note("config.json has no options"))
     if not summary:
-        body += M.note(f"summary.json is missing: training has not finished (or was stopped). "
-                       f"Resume it with {M.code(M.command_for('train --resume', run_arg))}.", "hint")
+        body += M.note(Markup("summary.json is missing: training has not finished (or was stopped). "
+                              "Resume it with {}.").format(M.code(M.command_for("train --resume", run_arg))), "hint")
     return section("summary", "Summary", _problems(data, "config.json", "summary.json") + body)
 
 
@@ -102,7 +104,7 @@ def _show(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
-def curves_section(data: RunData, run_arg: str) -> str:
+def curves_section(data: RunData, run_arg: str) -> Markup:
     """Loss, accuracy and learning rate over steps, drawn from metrics.csv."""
     problems = _problems(data, "metrics.csv")
     if not data.metrics:
@@ -110,13 +112,12 @@ def curves_section(data: RunData, run_arg: str) -> str:
         return section("curves", "Training curves", problems + M.hint(what, "train --resume", run_arg))
     best = to_float(((data.summary or {}).get("best") or {}).get("step"))
     png = plots.render_training_curves(data.metrics, best)
-    caption = (f"{len(data.metrics)} evaluations from {M.code('metrics.csv')}; "
-               "the dotted line marks the best checkpoint." if best is not None else
-               f"{len(data.metrics)} evaluations from {M.code('metrics.csv')}.")
+    caption = Markup("{} evaluations from {}{}").format(
+        len(data.metrics), M.code("metrics.csv"), "; the dotted line marks the best checkpoint." if best is not None else ".")
     return section("curves", "Training curves", problems + M.figure(png, "training curves", caption, "wide"))
 
 
-def counts_section(data: RunData, run_arg: str) -> str:
+def counts_section(data: RunData, run_arg: str) -> Markup:
     """Images per class in each split, with a total row and an imbalance note."""
     counts = (data.summary or {}).get("counts")
     if not isinstance(counts, Mapping) or not counts:
@@ -150,8 +151,8 @@ def _matrix(ev: Mapping[str, Any], n: int) -> list[list[int]] | None:
     return [[int(to_float(v) or 0) for v in row] for row in matrix]
 
 
-def confusion_section(data: RunData, run_arg: str) -> str:
-    """The confusion matrix from evaluation.json (and the ROC curve for two classes)."""
+def confusion_section(data: RunData, run_arg: str) -> Markup:
+    """The confusion matrix from evaluation.json."""
     ev = data.evaluation
     problems = _problems(data, "evaluation.json")
     if not ev:
@@ -165,17 +166,18 @@ def confusion_section(data: RunData, run_arg: str) -> str:
         png = M.image_bytes(data.run.confusion_png) if data.run.confusion_png.is_file() else None
     if png is None:
         return section("confusion", "Confusion matrix", problems + M.problem("evaluation.json has no usable matrix"))
-    caption = (f"Rows are the true class, columns the prediction; colour is the fraction of each true class. "
-               f"From {M.code('evaluation.json')} ({M.esc(ev.get('split', 'val'))} split, "
-               f"{M.esc(ev.get('checkpoint', ''))} weights{M.esc(_optimistic(ev))}); counts also in "
-               f"{M.code('confusion_matrix.csv')}. Other evaluations: see Evaluations.")
+    caption = Markup("Rows are the true class, columns the prediction; colour is the fraction of each true class. "
+                     "From {} ({} split, {} weights{}); counts also in {}. Other evaluations: see Evaluations.").format(
+        M.code("evaluation.json"), ev.get("split", "val"), ev.get("checkpoint", ""), _optimistic(ev),
+        M.code("confusion_matrix.csv"))
     body = M.figure(png, "confusion matrix", caption, "matrix" if len(classes) <= 12 else "")
     if data.run.roc_png.is_file():
-        body += M.figure(M.image_bytes(data.run.roc_png), "ROC curve", f"ROC curve ({M.code('roc.png')}).")
+        body += M.figure(M.image_bytes(data.run.roc_png), "ROC curve", Markup("ROC curve ({}).").format(
+            M.code("roc.png")))
     return section("confusion", "Confusion matrix", problems + body)
 
 
-def per_class_section(data: RunData, run_arg: str) -> str:
+def per_class_section(data: RunData, run_arg: str) -> Markup:
     """Precision, recall, F1 and support per class; click a header to sort."""
     ev = data.evaluation
     if not ev:
@@ -192,7 +194,7 @@ def per_class_section(data: RunData, run_arg: str) -> str:
              f" · loss {M.fmt_num(to_float(ev.get('loss')))} · macro F1 {M.fmt_num(to_float(ev.get('macro_f1')))}")
     if to_float(ev.get("roc_auc")) is not None:
         facts += f" · ROC AUC {M.fmt_num(to_float(ev.get('roc_auc')))}"
-    body = M.note(M.esc(facts)) + M.table(["class", "precision", "recall", "F1", "support"], rows,
+    body = M.note(facts) + M.table(["class", "precision", "recall", "F1", "support"], rows,
                                           numeric=[False, True, True, True, True])
     return section("per-class", "Per-class metrics", body, "Click a column header to sort.")
 
@@ -209,14 +211,14 @@ def compact_json(value: Any, indent: int = 0) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def reproduce_section(data: RunData, run_arg: str) -> str:
+def reproduce_section(data: RunData, run_arg: str) -> Markup:
     """The exact training command and the resolved config."""
     config = data.config or {}
     command = config.get("command")
-    body = (f'<pre class="command">{M.esc(command)}</pre>' if command
+    body = (Markup('<pre class="command">{}</pre>').format(command) if command
             else M.note("config.json does not record the command line.", "hint"))
     shown = {k: v for k, v in config.items() if k != "command"}
     if shown:
-        text = compact_json(shown)
-        body += f"<h3>Resolved configuration ({M.code('config.json')})</h3><pre class=\"config\">{M.esc(text)}</pre>"
+        body += Markup('<h3>Resolved configuration ({})</h3><pre class="config">{}</pre>').format(
+            M.code("config.json"), compact_json(shown))
     return section("reproduce", "Reproduce this run", body)
