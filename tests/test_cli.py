@@ -52,3 +52,25 @@ def test_config_file_with_unknown_key_names_it(tmp_path, capsys) -> None:
     toml.write_text("epoks = 7\n")
     assert main(["train", str(tmp_path), "--config", str(toml)]) == 2
     assert "epoks" in capsys.readouterr().err
+
+
+def test_field_declarations_check_values_and_name_the_flags(tmp_path, capsys) -> None:
+    """Bounds are declared on the fields: every command checks them alike, all problems at once."""
+    assert main(["train", str(tmp_path), "--lr", "0", "--label-smoothing", "1", "--epochs", "0",
+                 "--kd-alpha", "1.5", "--threshold", "1"]) == 2
+    err = capsys.readouterr().err
+    for expected in ("--lr: must be positive, got 0", "--label-smoothing: must be in [0, 1), got 1",
+                     "--epochs: must be at least 1, got 0", "--kd-alpha: must be in [0, 1], got 1.5",
+                     "--threshold: must be in (0, 1), got 1"):
+        assert expected in err
+    for command in (["evaluate", str(tmp_path)], ["predict", str(tmp_path), str(tmp_path)]):
+        assert main([*command, "--batch-size", "0"]) == 2
+        assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_resume_may_change_exactly_the_fields_declared_resumable() -> None:
+    from imgclf.config import TrainConfig
+    from imgclf.config.fields import resumable_fields
+
+    assert set(resumable_fields(TrainConfig)) == {"epochs", "device", "nproc", "eval_every", "eval_batches",
+                                                  "save_every", "workers", "cache", "cache_gb"}

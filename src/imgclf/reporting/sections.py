@@ -12,6 +12,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from imgclf.data.stats import imbalance_warning
 from imgclf.reporting import markup as M
 from imgclf.reporting import plots
 from imgclf.reporting.rundata import RunData, to_float
@@ -137,10 +138,9 @@ def counts_section(data: RunData, run_arg: str) -> Markup:
     foot = [M.td("total")] + [M.num_td(totals[s]) for s in splits]
     body = M.table(["class"] + splits, rows, foot, numeric=[False] + [True] * len(splits))
     train = counts.get("train") if isinstance(counts.get("train"), Mapping) else {}
-    sizes = [int(to_float(v) or 0) for v in train.values()]
-    if sizes and min(sizes) > 0 and max(sizes) / min(sizes) >= 3:
-        body += M.note(f"The train split is imbalanced: the largest class has {max(sizes) / min(sizes):.1f}× "
-                       "the images of the smallest.", "warn")
+    warning = imbalance_warning({str(c): int(to_float(n) or 0) for c, n in train.items()})
+    if warning:
+        body += M.note(f"The train split is imbalanced: {warning.removeprefix('class imbalance: ')}.", "warn")
     return section("counts", "Class counts", body)
 
 
