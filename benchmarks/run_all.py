@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_backends import to_markdown as backends_markdown
 from common import HERE, PYTHON, WORK, last_json, machine, run_timed, show_cmd
 
-BENCHES = ("train", "predict", "enhance")
+BENCHES = ("train", "predict", "enhance", "backends")
 
 
 def fmt(value: Any, suffix: str = "") -> str:
@@ -99,6 +100,11 @@ def enhance_table(res: dict[str, Any]) -> list[str]:
             f"{fmt(f['extra_s_per_figure'])} s per figure | | |", ""]
 
 
+def backends_table(res: dict[str, Any]) -> list[str]:
+    return ["**Inference backends (torch, onnxruntime, auto) against the plain loop**", "",
+            backends_markdown(res), ""]
+
+
 def commands_section(ran: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["Commands:", ""]
     for name, entry in ran.items():
@@ -119,7 +125,9 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'] or [])}; mode: {report['mode']}; "
              f"{report['date']}.", ""]
     ran = report["benchmarks"]
-    for name, render in (("train", train_tables), ("predict", predict_table), ("enhance", enhance_table)):
+    renderers = (("train", train_tables), ("predict", predict_table), ("enhance", enhance_table),
+                 ("backends", backends_table))
+    for name, render in renderers:
         if name in ran:
             lines += render(ran[name]["result"]) if "error" not in ran[name] else \
                 [f"**{name}**: failed: {ran[name]['error']}", ""]

@@ -57,11 +57,13 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def decode_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Decode caches of test runs go to a temp folder, never the real ~/.cache (children inherit it)."""
+    """Decode caches and backend choices of test runs go to a temp folder, never the real ~/.cache, and
+    the torch hub cache (--weights) too (children inherit both)."""
     import os
 
     home = tmp_path_factory.mktemp("xdg-cache")
     os.environ["XDG_CACHE_HOME"] = str(home)
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
     return home
 
 

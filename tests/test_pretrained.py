@@ -1,4 +1,4 @@
-"""--pretrained: tolerant loading with a report; --weights only from the local hub cache."""
+"""--pretrained: tolerant loading with a report; --weights from the local hub cache (downloads: test_weights_download)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_weights_default_fails_fast_offline_naming_the_file(tmp_path: Path, monk
     assert cached_weights_file("resnet18", "DEFAULT") == expected
     model = create_model("resnet18", 3)
     with pytest.raises(ImgclfError, match="resnet18-f37072fd.pth.*--pretrained PATH"):
-        load_torchvision_weights(model, "resnet18", "DEFAULT")
+        load_torchvision_weights(model, "resnet18", "DEFAULT", offline=True)
     expected.parent.mkdir(parents=True)
     source = create_model("resnet18", 1000)
     torch.save(source.state_dict(), expected)

@@ -120,6 +120,7 @@ import sys, json
 from pathlib import Path
 from imgclf.cli import main
 from imgclf.commands import prepare  # imports done (torch's own ldconfig call included) before auditing
+import torch  # load_images imports it on first use (the export path decodes without torch)
 from imgclf.data.decode import decode_image
 from imgclf.data.loading import load_images, median_side
 from imgclf.errors import ImageDecodeError

@@ -15,7 +15,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "demo", "enhance", "evaluate", "inspect", "mistakes", "predict", "prepare",
+    "__version__", "demo", "enhance", "evaluate", "export", "inspect", "mistakes", "predict", "prepare",
     "report", "show", "stats", "train",
 ]
 
@@ -55,6 +55,11 @@ def predict(run: Any, paths: Any, **options: Any) -> Any:
     """Top-k predictions for files or folders; see ``imgclf predict --help``."""
     paths = (paths,) if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__") else tuple(paths)
     return _run("predict", run=run, paths=paths, **options)
+
+
+def export(run: Any, **options: Any) -> Any:
+    """Export a run's model to ONNX or TorchScript with its sidecar; see ``imgclf export --help``."""
+    return _run("export", run=run, **options)
 
 
 def inspect(run: Any, **options: Any) -> Any:

@@ -16,6 +16,7 @@ A run folder is written by ``train`` and grows as other commands run on it::
       enhance/                                       (enhance: own data, val, best)
       evaluations/<data-name>-<split>-<checkpoint>/  every other evaluation: the same files and folders
       report.html                                    (report)
+      export/<onnx|torchscript>-<best|last>[-int8]/   model + imgclf-export.json (export, --backend)
 
 An evaluation is identified by (data folder, split, checkpoint). The run's own val evaluation
 of the best checkpoint lives in the run folder itself (where it always has); every other one in
@@ -158,6 +159,11 @@ class RunDir(EvaluationDir):
                  if p.is_dir() and not p.name.startswith(".")] if self.evaluations_dir.is_dir() else []
         own: list[EvaluationDir] = [self] if self.evaluation_json.is_file() else []
         return own + [e for e in found if e.evaluation_json.is_file()]
+
+    # written by export (and by --backend onnxruntime, which exports the checkpoint once)
+    def export_dir(self, runtime: str, which: str, int8: bool = False) -> Path:
+        """export/<onnx|torchscript>-<best|last>[-int8]/"""
+        return self.root / "export" / f"{runtime}-{which}{'-int8' if int8 else ''}"
 
     def require_trained(self) -> None:
         """Raise a clear error unless this looks like a finished or resumable training run."""

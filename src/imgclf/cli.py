@@ -35,6 +35,7 @@ COMMANDS: dict[str, Command] = {
     "mistakes": Command(C.MistakesConfig, "imgclf.commands.mistakes", "collect and rank misclassified images"),
     "enhance": Command(C.EnhanceConfig, "imgclf.commands.enhance", "do intensity enhancements rescue mistakes?"),
     "predict": Command(C.PredictConfig, "imgclf.commands.predict", "top-k classes for new images"),
+    "export": Command(C.ExportConfig, "imgclf.commands.export", "ONNX or TorchScript model + JSON sidecar, parity-checked"),
     "inspect": Command(C.InspectConfig, "imgclf.commands.inspect", "model structure, parameters, config"),
     "report": Command(C.ReportConfig, "imgclf.commands.report", "one self-contained HTML page of a run"),
     "demo": Command(C.DemoConfig, "imgclf.commands.demo", "the whole pipeline on bundled real data"),
@@ -64,10 +65,19 @@ def make_config(name: str, given: dict[str, Any], config_file: Path | None = Non
     return C.build_config(COMMANDS[name].config_cls, given, file_values)
 
 
+TRAIN_EXTRA = ("torch", "torchvision", "safetensors", "sklearn", "matplotlib", "tensorboard")
+
+
 def run_command(name: str, cfg: Any) -> Any:
     """Import the command's module and run it; returns its result object."""
-    module = importlib.import_module(COMMANDS[name].module)
-    return module.run(cfg)
+    try:
+        module = importlib.import_module(COMMANDS[name].module)
+        return module.run(cfg)
+    except ModuleNotFoundError as err:   # a light install (imgclf[infer]) has no torch
+        if (err.name or "").split(".")[0] not in TRAIN_EXTRA:
+            raise
+        raise ImgclfError(f"imgclf {name} needs {err.name}, which is not installed: pip install 'imgclf[train]' "
+                          "(predicting from an ONNX export needs only 'imgclf[infer]')") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,6 +47,43 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise ImgclfError(f"could not write {path}: {err.strerror or err}") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a hidden temp folder beside ``path``; on success it is renamed to ``path``.
+
+    A crash or an error leaves no half-written folder: the temp folder is removed. An existing
+    ``path`` is swapped out (two renames) only with ``replace``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path.parent))
+    except OSError as err:
+        raise ImgclfError(f"could not write {path}: {err.strerror or err}") from err
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                os.chmod(file, 0o666 & ~process_umask())
+                with open(file, "rb+") as f:
+                    os.fsync(f.fileno())
+        os.chmod(tmp, 0o777 & ~process_umask())
+        if path.exists() and not replace:
+            raise ImgclfError(f"{path} already exists; pass --force to replace it")
+        old = tmp.with_name(tmp.name + "-old")
+        if path.exists():
+            os.rename(path, old)
+        os.rename(tmp, path)
+        _fsync_dir(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ImgclfError(f"could not write {path}: {err.strerror or err}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

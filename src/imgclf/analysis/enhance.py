@@ -12,16 +12,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 
 from imgclf.analysis.enhancements import (LEVELS, Variant, curve_lut, get_enhancement, histograms,
                                           to_lut)
 from imgclf.config.enhancements import parse_variant
-from imgclf.data.transforms import Preprocess
+
+if TYPE_CHECKING:   # torch is imported only where a tensor is made: --preprocess runs without it
+    import torch
+
+    from imgclf.data.transforms import Preprocess
 
 ColorMode = Literal["luma", "channels"]
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -158,7 +161,11 @@ def apply_enhancement(images: Any, name: str, params: dict[str, float] | None = 
     chunk = _chunk_images(array.shape)
     for start in range(0, array.shape[0], chunk):
         out[start:start + chunk] = _enhance_chunk(array[start:start + chunk], name, params or {}, color)
-    return torch.from_numpy(out).to(images.device) if was_torch else out
+    if not was_torch:
+        return out
+    import torch
+
+    return torch.from_numpy(out).to(images.device)
 
 
 def make_preprocess(spec: str, color: ColorMode = "luma") -> Preprocess | None:
@@ -176,7 +183,7 @@ def apply_variants(images: Any, variants: Sequence[Variant], color: ColorMode = 
 
 # --- re-prediction of every variant, and what it changed ---------------------------------------
 
-Predict = Callable[[torch.Tensor], Any]  # uint8 (B, C, H, W) -> (B, K) probabilities
+Predict = Callable[["torch.Tensor"], Any]  # uint8 (B, C, H, W) -> (B, K) probabilities
 BATCH_IMAGES = 2048  # images per predict call: original + all variants of a chunk together
 
 
@@ -187,6 +194,8 @@ def predict_variants(images: torch.Tensor, variants: Sequence[Variant], predict:
     Each chunk of images is enhanced by every variant and the copies are concatenated, so the
     model sees one large batch per chunk instead of one pass per image or per variant.
     """
+    import torch
+
     num_versions = 1 + len(variants)
     chunk = max(1, batch_images // num_versions)
     parts = []

@@ -144,7 +144,7 @@ def run(cfg: EnhanceConfig) -> EnhanceResult:
     variants = plan_variants(cfg.transforms, cfg.set)
     run_dir = RunDir(Path(cfg.run))
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
-                            trust_model_code=cfg.trust_model_code)
+                            trust_model_code=cfg.trust_model_code, backend=cfg.backend)
     target = resolve_target(cfg)
     folder = run_dir.evaluation_dir(target.data, target.split, cfg.checkpoint)
     paths, targets, images = load_images_to_test(folder, loaded, target, _mistakes_command(cfg, target))

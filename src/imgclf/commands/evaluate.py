@@ -67,7 +67,7 @@ def evaluate_split(loaded: LoadedModel, data: Path | None, split: str, batch_siz
 def run(cfg: EvaluateConfig) -> EvaluateResult:
     run_dir = RunDir(Path(cfg.run))
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
-                            trust_model_code=cfg.trust_model_code)
+                            trust_model_code=cfg.trust_model_code, backend=cfg.backend)
     data = data_folder(loaded, cfg.data)
     own = run_dir.is_own_data(cfg.data)
     result = EvaluateResult(0.0, 0.0)

@@ -94,7 +94,7 @@ def _galleries(folder: EvaluationDir, cfg: MistakesConfig, order: np.ndarray, is
 def run(cfg: MistakesConfig) -> MistakesResult:
     run_dir = RunDir(Path(cfg.run))
     loaded = load_run_model(run_dir.root, cfg.checkpoint, cfg.device, cfg.precision,
-                            trust_model_code=cfg.trust_model_code)
+                            trust_model_code=cfg.trust_model_code, backend=cfg.backend)
     classes = loaded.classes
     folder = run_dir.evaluation_dir(cfg.data, cfg.split, cfg.checkpoint)
     if loaded.multi_label:

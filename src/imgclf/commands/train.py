@@ -19,6 +19,7 @@ import torch
 from imgclf.artifacts import RunDir, new_run_dir
 from imgclf.config import TrainConfig, command_line, config_to_dict
 from imgclf.config.fields import build_config, resumable_fields
+from imgclf.config.train import weights_preset
 from imgclf.analysis.enhance import make_preprocess
 from imgclf.console import print_table, status, warn
 from imgclf.data.balance import loss_weights, sampler_order_fn
@@ -34,7 +35,7 @@ from imgclf.errors import ImgclfError
 from imgclf.io import read_json, remove_stale_temps, single_writer, write_json
 from imgclf.models.init import init_weights
 from imgclf.models.outputs import num_model_outputs
-from imgclf.models.pretrained import load_pretrained, load_torchvision_weights
+from imgclf.models.pretrained import fetch_torchvision_weights, load_pretrained, load_torchvision_weights
 from imgclf.models.registry import check_trusted, create_model, list_models
 from imgclf.training.distill import DistillationLoss, load_teacher
 from imgclf.training.fit import FitSettings, FitState, Trainer, steps_per_epoch
@@ -82,6 +83,8 @@ def _train(cfg: TrainConfig, ctx: Dist, locks: contextlib.ExitStack) -> TrainRes
     runtime = resolve_runtime(cfg.device, cfg.precision)
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     seed_everything(cfg.seed, cfg.deterministic)
+    if resume_state is None and cfg.weights != "none":   # fetch (or fail) before anything is written
+        fetch_torchvision_weights(cfg.model, cfg.weights, cfg.offline)
     multi_label = resolve_multi_label(cfg.data, cfg.multi_label)
     preprocess = make_preprocess(cfg.preprocess)
     data = _load_data(cfg, multi_label, pin=runtime.device.type == "cuda", preprocess=preprocess)
@@ -168,7 +171,7 @@ def check_world_size(run: RunDir, state: dict[str, Any], world_size: int) -> Non
 
 def _make_run_dir(cfg: TrainConfig) -> Path:
     if cfg.out is None:
-        return new_run_dir(Path("runs"), cfg.model.split(":")[-1].split(".")[-1].lower())
+        return new_run_dir(Path("runs"), cfg.model.split(":")[-1].split(".")[-1].split("/")[-1].lower())
     out = cfg.out
     if out.exists() and any(out.iterdir()) and not cfg.force:
         raise ImgclfError(f"{out} exists and is not empty; choose a new --out, continue it with "
@@ -216,6 +219,8 @@ def _write_run_start(run: RunDir, cfg: TrainConfig, data: TrainingData, meta: di
                "train_images": data.train.num_images, "val_images": data.val.num_images,
                "rejected_files": data.rejected, "output": meta["output"], "num_outputs": meta["num_outputs"],
                "data_path": meta["data"]}
+    if cfg.weights != "none":   # the fine-tuning defaults --weights proposes (used for the options not given)
+        derived["weights_preset"] = weights_preset({"model": cfg.model, "weights": cfg.weights})
     write_json(run.config_json, {**config_to_dict(cfg), "derived": derived,
                                  "command": command_line("imgclf train", cfg)})
     write_json(run.classes_json, data.classes)
@@ -227,7 +232,8 @@ def _build_model(cfg: TrainConfig, data: TrainingData, runtime: Any, num_outputs
     if cfg.resume is None and cfg.pretrained is not None:
         status(f"--pretrained {cfg.pretrained}: {load_pretrained(model, cfg.pretrained).summary()}")
     elif cfg.resume is None and cfg.weights != "none":
-        status(f"--weights {cfg.weights}: {load_torchvision_weights(model, cfg.model, cfg.weights).summary()}")
+        report = load_torchvision_weights(model, cfg.model, cfg.weights, cfg.offline)
+        status(f"--weights {cfg.weights}: {report.summary()}")
     model = model.to(runtime.device)
     if runtime.channels_last and cfg.optimizer != "lbfgs":   # LBFGS flattens grads with .view()
         model = model.to(memory_format=torch.channels_last)

@@ -197,7 +197,7 @@ def _coerce_scalar(name: str, value: Any, scalar: Any) -> Any:
 
 
 def build_config(cls: type, given: Mapping[str, Any], file_values: Mapping[str, Any] | None = None) -> Any:
-    """defaults < file < given; convert types, check choices, run ``cls.check``; raise all problems."""
+    """defaults < ``cls.preset`` < file < given; convert types, check choices, run ``cls.check``; raise all problems."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     problems: list[str] = []
@@ -220,6 +220,11 @@ def build_config(cls: type, given: Mapping[str, Any], file_values: Mapping[str, 
             declared += _value_problems(field, hints[name], merged[name])
     if problems:
         raise UsageError("\n".join(problems + declared))
+    if hasattr(cls, "preset"):   # defaults that depend on other options, for the fields not given
+        try:
+            merged.update(cls.preset(merged))
+        except UsageError as err:
+            declared.append(str(err))
     cfg = cls(**merged)
     problems = declared + (cfg.check() if hasattr(cfg, "check") else [])
     if problems:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 from imgclf.config.fields import opt
-from imgclf.config.shared import (Checkpoint, Device, Precision, batch_size_opt, checkpoint_opt, device_opt,
-                                  precision_opt, trust_model_code_opt)
+from imgclf.config.shared import (Backend, Checkpoint, Device, Precision, backend_opt, batch_size_opt, checkpoint_opt,
+                                  device_opt, precision_opt, trust_model_code_opt)
 
 SPLITS = ("train", "val", "test")   # the splits imgclf prepare writes
 
@@ -21,6 +21,7 @@ class ModelOptions:
     batch_size: int = batch_size_opt()
     device: Device = device_opt()
     precision: Precision = precision_opt()
+    backend: Backend = backend_opt()
     trust_model_code: bool = trust_model_code_opt()
 
 
@@ -36,15 +37,37 @@ class EvaluateConfig(ModelOptions):
 
 @dataclass(frozen=True)
 class PredictConfig(ModelOptions):
-    """Top-k classes with probabilities for image files or folders."""
+    """Top-k classes with probabilities for image files or folders (RUN may be an export folder)."""
 
-    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    run: Path = opt(help="run folder written by imgclf train, or an export folder written by imgclf export "
+                         "(needs only onnxruntime, numpy and Pillow: pip install 'imgclf[infer]')", positional=True)
     paths: tuple[Path, ...] = opt(help="image files or folders", positional=True)
     topk: int = opt(3, "how many classes to list per image", min=1)
     tta: bool = opt(False, "average with the horizontally flipped image", switch=True)
     csv: Path | None = opt(None, "also write the predictions to this CSV file")
     json: bool = opt(False, "print JSON instead of a table", switch=True)
     force: bool = opt(False, "overwrite --csv if it exists", switch=True)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export a run's model to ONNX or TorchScript (uint8 images in, probabilities out) with a JSON sidecar."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    format: Literal["onnx", "torchscript"] = opt("onnx", "onnx (for onnxruntime, OpenVINO, TensorRT...) or "
+                                                         "torchscript (for libtorch)")
+    checkpoint: Checkpoint = checkpoint_opt(help="which weights to export")
+    out: Path | None = opt(None, "export folder (default: RUN/export/<format>-<checkpoint>[-int8])")
+    int8: bool = opt(False, "ONNX only: static int8 quantization calibrated on train images; reports the val "
+                            "accuracy change", switch=True)
+    data: Path | None = opt(None, "data folder for the parity check and calibration (default: the run's own)")
+    check_images: int = opt(512, "val images compared between PyTorch and the export (0 = all)", min=0)
+    calibration_images: int = opt(256, "--int8: train images used to calibrate the activation ranges", min=1)
+    force: bool = opt(False, "replace an existing export folder", switch=True)
+    trust_model_code: bool = trust_model_code_opt()
+
+    def check(self) -> list[str]:
+        return ["--int8: only with --format onnx"] if self.int8 and self.format != "onnx" else []
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from imgclf.config.fields import opt
 from imgclf.config.shared import Device, Precision, batch_size_opt, device_opt, precision_opt, trust_model_code_opt
@@ -14,16 +16,24 @@ from imgclf.config.shared import Device, Precision, batch_size_opt, device_opt, 
 class TrainConfig:
     """Train a classifier on DATA/train, evaluate on DATA/val, write a run folder."""
 
+    @staticmethod
+    def preset(given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults that depend on other options (see :func:`weights_preset`)."""
+        return weights_preset(given)
+
     data: Path | None = opt(None, "prepared data: DATA/train/<class>/ and DATA/val/<class>/", positional=True)
     out: Path | None = opt(None, "run folder to create (default: a new runs/<model>-N)")
     resume: Path | None = opt(None, "continue the run in this folder exactly where it stopped")
     list_models: bool = opt(False, "print the model names and exit", switch=True)
     # model
-    model: str = opt("resnet18", "torchvision model name, 'small_cnn', or package.module:ClassName")
+    model: str = opt("resnet18", "torchvision model name, 'small_cnn', timm/<name> (with the timm extra), or "
+                                 "package.module:ClassName")
     pretrained: Path | None = opt(None, "load matching weights from this local file (safetensors, or a "
                                         "state_dict saved by torch); a head of another size stays fresh")
-    weights: str = opt("none", "torchvision weights by name (DEFAULT, IMAGENET1K_V1...), only from the local "
-                               "torch hub cache: nothing is downloaded")
+    weights: str = opt("none", "torchvision weights by name (DEFAULT, IMAGENET1K_V1...), downloaded into the "
+                               "torch hub cache when missing (hash-checked); sets fine-tuning defaults for the "
+                               "options not given: the weights' resolution and normalisation, lr/10, head lr 10x")
+    offline: bool = opt(False, "never download (also IMGCLF_OFFLINE=1): --weights must be in the torch hub cache")
     freeze_backbone: bool = opt(False, "train only the classifier head")
     unfreeze_at: int = opt(0, "with --freeze-backbone: train everything from this epoch on (0 = never)", min=0)
     init: Literal["default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal"] = opt(
@@ -136,3 +146,30 @@ class TrainConfig:
         if self.loss == "bce" and self.teacher is not None:
             problems.append("--teacher: distillation needs --loss ce (softmax outputs)")
         return problems
+
+
+WEIGHTS_LR_FACTOR = 0.1     # a pretrained backbone fine-tunes at a tenth of the default peak lr...
+WEIGHTS_HEAD_LR_FACTOR = 10.0   # ...and the fresh head at ten times the backbone's lr
+
+
+def weights_preset(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Fine-tuning defaults that follow ``--weights NAME``, for the options the user did not set.
+
+    ``given`` holds the values from flags and ``--config``; the result fills only the others
+    (defaults < preset < file < flags): the weights' own eval resolution and normalisation, a
+    lower learning rate (``WEIGHTS_LR_FACTOR`` x the default, so it follows the default recipe)
+    and a head learning rate ``WEIGHTS_HEAD_LR_FACTOR`` x that. Resuming keeps the run's own values.
+    """
+    if given.get("weights", "none") == "none" or given.get("resume") is not None:
+        return {}
+    from imgclf.models.pretrained import weights_recipe   # torchvision's weights API, only when asked
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    img_size, normalize, linear_head = weights_recipe(given.get("model", defaults["model"]), given["weights"])
+    lr = given.get("lr", defaults["lr"] * WEIGHTS_LR_FACTOR)
+    preset: dict[str, Any] = {"img_size": img_size, "lr": lr}
+    if linear_head and given.get("optimizer", defaults["optimizer"]) != "lbfgs":
+        preset["head_lr"] = lr * WEIGHTS_HEAD_LR_FACTOR
+    if normalize is not None:
+        preset["normalize"] = normalize
+    return {name: value for name, value in preset.items() if name not in given}

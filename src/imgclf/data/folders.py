@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from imgclf.data.decode import is_image_name
@@ -85,3 +86,19 @@ def fingerprint_data(root: Path) -> tuple[str, str]:
                 path = Path(dirpath) / name
                 lines.append(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}")
     return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest(), "file list"
+
+
+def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files and folders -> image files (folders recursively); other entries reported."""
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += list_images(path)
+        elif path.is_file():
+            (files.append(path) if is_image_name(path) else skipped.append((path, "not an image file name")))
+        elif path.exists():
+            skipped.append((path, "not a regular file (a FIFO, socket or device)"))
+        else:
+            skipped.append((path, "not found"))
+    return files, skipped

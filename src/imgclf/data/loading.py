@@ -15,13 +15,17 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from imgclf.console import progress
 from imgclf.data.decode import decode_image, read_size, to_uint8_array
 from imgclf.errors import ImageDecodeError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_ASPECT = 8             # resize_center never makes the long side longer than this x img_size
 PARALLEL_MIN_IMAGES = 256   # below this, worker start-up costs more than it saves
@@ -88,15 +92,23 @@ def decode_chunks(paths: Sequence[Path], img_size: int, channels: int, workers: 
 
 def load_images(paths: Sequence[Path], img_size: int, channels: int, workers: int = 0,
                 desc: str = "decoding") -> tuple[torch.Tensor, list[int], list[tuple[Path, str]]]:
-    """Decode every file once: (uint8 (N_ok, C, S, S), indices of the ok paths, [(path, reason)])."""
+    """Decode every file once: (uint8 tensor (N_ok, C, S, S), indices of the ok paths, [(path, reason)])."""
+    import torch
+
+    images, ok, errors = decode_files(paths, img_size, channels, workers, desc)
+    return torch.from_numpy(images), ok, errors
+
+
+def decode_files(paths: Sequence[Path], img_size: int, channels: int, workers: int = 0,
+                 desc: str = "decoding") -> tuple[np.ndarray, list[int], list[tuple[Path, str]]]:
+    """:func:`load_images` in numpy (no torch import: the path of ``predict`` on an ONNX export)."""
     paths = list(paths)
     results: list[np.ndarray | str] = []
     for _, chunk in decode_chunks(paths, img_size, channels, workers, desc):
         results += chunk
     ok = [i for i, r in enumerate(results) if not isinstance(r, str)]
     errors = [(paths[i], r) for i, r in enumerate(results) if isinstance(r, str)]
-    images = torch.from_numpy(np.stack([results[i] for i in ok])) if ok else \
-        torch.empty((0, channels, img_size, img_size), dtype=torch.uint8)
+    images = np.stack([results[i] for i in ok]) if ok else np.empty((0, channels, img_size, img_size), np.uint8)
     return images, ok, errors
 
 

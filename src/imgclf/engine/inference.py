@@ -16,8 +16,7 @@ from torch import nn
 from imgclf.analysis.enhance import make_preprocess
 from imgclf.artifacts import RunDir
 from imgclf.console import warn
-from imgclf.data.folders import list_images, list_split
-from imgclf.data.decode import is_image_name
+from imgclf.data.folders import expand_paths, list_split
 from imgclf.data.loading import load_images
 from imgclf.data.multilabel import multi_hot, read_labels_csv
 from imgclf.data.sources import TensorSource
@@ -38,6 +37,20 @@ class LoadedModel:
     std: torch.Tensor        # (C,) on the device
     preprocess_fn: Preprocess | None
     run: RunDir | None = None
+    source: Path | None = None       # the weights file
+    which: str = "best"
+    backend: str = "torch"           # requested: auto | torch | onnxruntime (see imgclf.deploy.backends)
+    backend_ready: bool = True       # resolved on the first prediction, when the job's size is known
+    engine: Any = None               # an onnxruntime classifier, or None for torch
+    _sha256: str | None = None
+
+    def source_sha256(self) -> str | None:
+        """sha256 of the weights file (identifies the checkpoint an export was made from)."""
+        if self._sha256 is None and self.source is not None:
+            from imgclf.deploy.export_folder import file_sha256
+
+            self._sha256 = file_sha256(self.source)
+        return self._sha256
 
     classes = property(lambda self: list(self.meta["classes"]))
     img_size = property(lambda self: int(self.meta["img_size"]))
@@ -122,11 +135,13 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
 
     A model that torch.fx cannot trace (data-dependent control flow, ...) is returned unchanged,
     with a warning: its predictions are the same, only slower.
+    In place: copying the model first took longer than the inference of a small job (tracing fails
+    before anything is changed).
     """
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(model.eval())
+        return fuse(model.eval(), inplace=True)
     except Exception as err:  # noqa: BLE001 - torch.fx raises many kinds of errors while tracing
         reason = (str(err).strip().splitlines() or [""])[0][:160]
         warn(f"BatchNorm was not folded into the convolutions ({type(err).__name__}: {reason}); "
@@ -155,12 +170,12 @@ def load_model_file(path: Path, device: str = "auto", precision: str = "auto", f
         preprocess = make_preprocess(str(meta.get("preprocess", "none")))
     except ImgclfError as err:
         raise CheckpointError(f"{path}: its preprocessing cannot be rebuilt ({err})") from None
-    return LoadedModel(model, meta, runtime, mean, std, preprocess)
+    return LoadedModel(model, meta, runtime, mean, std, preprocess, source=Path(path))
 
 
 def load_run_model(run_dir: Path, which: str = "best", device: str = "auto", precision: str = "auto",
-                   fused: bool = True, trust_model_code: Trust = False) -> LoadedModel:
-    """The run's ``best`` or ``last`` weights, ready to predict."""
+                   fused: bool = True, trust_model_code: Trust = False, backend: str = "torch") -> LoadedModel:
+    """The run's ``best`` or ``last`` weights, ready to predict (``backend``: see imgclf.deploy.backends)."""
     run = RunDir(Path(run_dir))
     run.require_trained()
     path = run.weights(which)
@@ -168,12 +183,25 @@ def load_run_model(run_dir: Path, which: str = "best", device: str = "auto", pre
         raise ImgclfError(f"{path}: not found; the run has not saved {which} weights yet "
                           f"(finish it with: imgclf train --resume {run.root})")
     loaded = load_model_file(path, device, precision, fused, trust_model_code)
-    loaded.run = run
+    loaded.run, loaded.which = run, which
+    loaded.backend, loaded.backend_ready = backend, backend == "torch"
     return loaded
 
 
 def predict_probs(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 256, tta_flip: bool = False) -> torch.Tensor:
-    """(N, K) float32 CPU probabilities of uint8 images (N, C, S, S) at the run's size."""
+    """(N, K) float32 CPU probabilities of uint8 images (N, C, S, S) at the run's size, on the chosen backend."""
+    if not loaded.backend_ready:
+        from imgclf.deploy.backends import choose_backend
+
+        choose_backend(loaded, images, batch_size)
+    if loaded.engine is not None:
+        array = loaded.engine.predict_probs(images.numpy(), batch_size, tta_flip, loaded.preprocess_fn)
+        return torch.from_numpy(array)
+    return torch_probs(loaded, images, batch_size, tta_flip)
+
+
+def torch_probs(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 256, tta_flip: bool = False) -> torch.Tensor:
+    """The torch backend: the model in eager mode through the same batching as training's evaluation."""
     source = TensorSource(images, torch.zeros(images.shape[0], dtype=torch.long))
     probs, _ = predict_batches(loaded.model, source, loaded.runtime, loaded.mean, loaded.std, batch_size,
                                preprocess=loaded.preprocess_fn, tta_flip=tta_flip, output=loaded.output)
@@ -216,22 +244,6 @@ def decode_labelled(loaded: LoadedModel, paths: Sequence[Path], where: str) -> t
         listing = "; ".join(f"{p}: {r}" for p, r in errors[:5])
         raise ImgclfError(f"{len(errors)} file(s) in {where} cannot be decoded: {listing}")
     return images
-
-
-def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files and folders -> image files (folders recursively); other entries reported."""
-    files: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += list_images(path)
-        elif path.is_file():
-            (files.append(path) if is_image_name(path) else skipped.append((path, "not an image file name")))
-        elif path.exists():
-            skipped.append((path, "not a regular file (a FIFO, socket or device)"))
-        else:
-            skipped.append((path, "not found"))
-    return files, skipped
 
 
 def load_image_files(loaded: LoadedModel, paths: Sequence[Path]) -> tuple[list[Path], torch.Tensor, list[tuple[Path, str]]]:

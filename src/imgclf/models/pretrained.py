@@ -1,7 +1,9 @@
-"""Weights from a local file (``--pretrained PATH``) or torchvision's cache (``--weights DEFAULT``).
+"""Weights from a local file (``--pretrained PATH``) or torchvision's weights (``--weights DEFAULT``).
 
-Nothing is ever downloaded: ``--weights`` uses the file only when it is already in
-``torch.hub.get_dir()/checkpoints``, and otherwise says exactly which file to put there.
+``--weights`` names torchvision's own weights (its weights API gives the URL, the file name with
+its hash and the eval transforms); the file is read from ``torch.hub.get_dir()/checkpoints`` and
+downloaded there first when missing (:mod:`imgclf.models.download`: hash-checked, all or nothing),
+unless ``--offline`` / ``IMGCLF_OFFLINE=1``.
 Loading is tolerant on purpose (fine-tuning): every tensor whose name and shape match is
 copied, and a report lists what was missing, unexpected or of another shape (a head for
 another class count stays freshly initialised: the head is "replaced").
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from imgclf.errors import ImgclfError
+from imgclf.console import status
+from imgclf.errors import ImgclfError, UsageError
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "weights")
 PREFIXES = ("module.", "_orig_mod.")   # DDP and torch.compile wrappers
@@ -116,28 +120,70 @@ def load_pretrained(model: nn.Module, path: Path) -> LoadReport:
     return report
 
 
-def cached_weights_file(model_name: str, weights: str) -> Path:
-    """Where torchvision keeps the weights ``weights`` (e.g. DEFAULT) of ``model_name`` in the hub cache."""
+def torchvision_weights(model_name: str, weights: str) -> Any:
+    """torchvision's ``Weights`` entry (url, transforms, meta) for ``--weights NAME`` of ``model_name``."""
     import torchvision
 
+    if model_name.startswith("timm/") or ":" in model_name:
+        raise UsageError(f"--weights {weights}: only for torchvision models; for {model_name} pass a local file "
+                         "with --pretrained PATH")
     try:
         enum = torchvision.models.get_model_weights(model_name)
-        chosen = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-    except (ValueError, KeyError) as err:
-        raise ImgclfError(f"--weights {weights}: torchvision has no such weights for {model_name} ({err})") from None
-    file_name = chosen.url.rsplit("/", 1)[-1]
+        return enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    except (ValueError, KeyError):
+        try:
+            names = ", ".join(["DEFAULT", *torchvision.models.get_model_weights(model_name).__members__])
+        except ValueError:
+            names = "none (torchvision has no weights for this model)"
+        raise UsageError(f"--weights {weights}: not a torchvision weights name for {model_name}; choose from "
+                         f"{names}") from None
+
+
+def cached_weights_file(model_name: str, weights: str) -> Path:
+    """Where torchvision keeps the weights ``weights`` (e.g. DEFAULT) of ``model_name`` in the hub cache."""
+    file_name = torchvision_weights(model_name, weights).url.rsplit("/", 1)[-1]
     return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
-def load_torchvision_weights(model: nn.Module, model_name: str, weights: str) -> LoadReport:
-    """``--weights DEFAULT``: torchvision's weights if already cached; never downloads."""
+def weights_recipe(model_name: str, weights: str) -> tuple[int, str | None, bool]:
+    """(resolution, normalisation kind, has a Linear head) for fine-tuning from these weights.
+
+    The resolution is the weights' own eval crop, the normalisation ``imagenet`` when they use
+    ImageNet's mean/std; the head check (on the meta device: no memory, no init cost) tells
+    whether a separate head learning rate applies (SqueezeNet's head is a conv).
+    """
+    from imgclf.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from imgclf.models.registry import create_model, find_head
+
+    preset = torchvision_weights(model_name, weights).transforms()
+    imagenet = all(abs(a - b) < 1e-6 for a, b in zip(list(preset.mean) + list(preset.std),
+                                                      IMAGENET_MEAN + IMAGENET_STD))
+    with torch.device("meta"):
+        model = create_model(model_name, 2)
+    try:
+        find_head(model)
+        linear_head = True
+    except ImgclfError:
+        linear_head = False
+    return int(preset.crop_size[0]), "imagenet" if imagenet else None, linear_head
+
+
+def fetch_torchvision_weights(model_name: str, weights: str, offline: bool = False) -> Path:
+    """The hub-cache file of ``--weights NAME``, downloaded there first when missing (unless offline)."""
+    from imgclf.models.download import download_file, offline_mode
+
+    url = torchvision_weights(model_name, weights).url
     path = cached_weights_file(model_name, weights)
     if not path.is_file():
-        import torchvision
+        if offline_mode(offline):
+            raise ImgclfError(f"--weights {weights}: {path.name} is not in the torch hub cache and downloads are "
+                              f"off (--offline or IMGCLF_OFFLINE). Download {url} and place it at {path}, or pass "
+                              "a local file with --pretrained PATH")
+        status(f"--weights {weights}: downloading {url} to {path}")
+        download_file(url, path, f"--weights {weights}")
+    return path
 
-        enum = torchvision.models.get_model_weights(model_name)
-        url = (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).url
-        raise ImgclfError(
-            f"--weights {weights}: {path.name} is not in the local torch hub cache and imgclf never downloads. "
-            f"Either copy the file to {path} (it is {url}), or pass the file with --pretrained PATH")
-    return load_matching(model, read_state_dict(path))
+
+def load_torchvision_weights(model: nn.Module, model_name: str, weights: str, offline: bool = False) -> LoadReport:
+    """``--weights DEFAULT``: torchvision's weights from the hub cache (fetched first when missing)."""
+    return load_matching(model, read_state_dict(fetch_torchvision_weights(model_name, weights, offline)))

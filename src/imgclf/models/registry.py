@@ -1,4 +1,5 @@
-"""Model registry: torchvision classification models by name, our small CNN, or a user's class.
+"""Model registry: torchvision classification models by name, our small CNN, timm models as
+``timm/<name>`` (when the ``timm`` extra is installed), or a user's class.
 
 ``create_model(name, num_classes, in_channels)`` always returns a model whose
 classifier head has ``num_classes`` outputs and whose stem takes ``in_channels``.
@@ -28,14 +29,46 @@ def torchvision_models() -> tuple[str, ...]:
     return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
 
 
+@lru_cache(maxsize=1)
+def timm_models() -> tuple[str, ...]:
+    """``timm/<name>`` for every timm architecture; empty when timm is not installed."""
+    try:
+        import timm
+    except ImportError:
+        return ()
+    return tuple(f"timm/{name}" for name in timm.list_models())
+
+
+def _create_timm_model(arch: str, num_classes: int, in_channels: int) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise UsageError(f"--model timm/{arch}: timm is not installed; pip install 'imgclf[timm]'") from None
+    if not timm.is_model(arch):
+        close = timm.list_models(f"*{arch}*")[:8]
+        hint = f" (did you mean: {', '.join('timm/' + c for c in close)}?)" if close else ""
+        raise UsageError(f"--model timm/{arch}: timm has no such architecture{hint}")
+    # pretrained=False: nothing is downloaded; --pretrained FILE or --weights load weights afterwards
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+
+
+# "<family>/<architecture>" names and the function that builds them
+FAMILIES: dict[str, Callable[[str, int, int], nn.Module]] = {
+    "timm": _create_timm_model,
+}
+
+
 def list_models() -> list[str]:
-    return sorted(LOCAL_MODELS) + list(torchvision_models())
+    return sorted(LOCAL_MODELS) + list(torchvision_models()) + list(timm_models())
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
     """Build a fresh (randomly initialised) model; never downloads anything."""
     if name in LOCAL_MODELS:
         return LOCAL_MODELS[name](num_classes, in_channels)
+    family, slash, arch = name.partition("/")
+    if slash and family in FAMILIES and ":" not in name:
+        return FAMILIES[family](arch, num_classes, in_channels)
     if ":" in name:
         return _create_user_model(name, num_classes, in_channels)
     if name not in torchvision_models():
