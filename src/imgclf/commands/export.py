@@ -61,7 +61,8 @@ def out_folder(cfg: ExportConfig, loaded: LoadedModel) -> Path:
 
 
 def run(cfg: ExportConfig) -> ExportResult:
-    loaded = load_run_model(cfg.run, cfg.checkpoint, device="cpu", precision="fp32")
+    loaded = load_run_model(cfg.run, cfg.checkpoint, device="cpu", precision="fp32",
+                            trust_model_code=cfg.trust_model_code)
     out = out_folder(cfg, loaded)
     images, labels = split_images(loaded, cfg.data, "val", cfg.check_images)
     calibration = None
