@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgclf.data.loading import GEOMETRY
 from imgclf.errors import CheckpointError
 
 SIDECAR_NAME = "imgclf-export.json"
@@ -61,7 +62,7 @@ def sidecar_dict(info: ExportInfo) -> dict[str, Any]:
         "model_file": MODEL_FILES[info.runtime],
         "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "shape": ["batch", info.channels,
                   info.img_size, info.img_size], "color": "rgb" if info.channels == 3 else "gray",
-                  "resize": "shorter side to img_size (bilinear), then centre crop img_size x img_size",
+                  "resize": GEOMETRY.replace("S", "img_size"),
                   "normalization": "inside the model: x / 255, minus mean, divided by std"},
         "outputs": {"logits": ["batch", info.num_outputs], "probs": ["batch", len(info.classes)]},
         "classes": info.classes, "img_size": info.img_size, "channels": info.channels,
