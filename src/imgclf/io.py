@@ -77,7 +77,7 @@ def atomic_dir(path: str | Path, replace: bool = False) -> Iterator[Path]:
         if path.exists():
             os.rename(path, old)
         os.rename(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
