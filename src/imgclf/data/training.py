@@ -16,7 +16,7 @@ mode never changes the numbers a run trains with.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +27,14 @@ from imgclf.console import status, warn
 from imgclf.data.cache import CacheFile, CacheSpec, cache_folder, free_bytes
 from imgclf.data.cache_write import consume_chunks, load_or_build
 from imgclf.data.folders import list_split
-from imgclf.data.loading import GEOMETRY, auto_img_size, decode_chunks, load_images
+from imgclf.data.loading import GEOMETRY, auto_img_size, decode_chunks
 from imgclf.data.sources import BatchSource, DiskSource, StreamSource, TensorSource
 from imgclf.data.transforms import Preprocess, channel_stats
 from imgclf.errors import ImgclfError
 
 GIB = 1024 ** 3
 STATS_SAMPLE = 2000           # train images used for mean/std (all of them below 2 x this)
+STATS_BATCH = 64              # ... read or decoded this many at a time
 DISK_HEADROOM = 256 * 1024 ** 2   # free space left over when auto writes a disk cache
 
 
@@ -164,7 +165,8 @@ def _memory(splits: Sequence[Split], s: Settings, classes: list[str]) -> Trainin
     position = {index: n for n, index in enumerate(kept_of[0])}
     sample = [position[i] for i in stats_sample(len(splits[0].paths)) if i in position]
     mean, std = channel_stats(train.images if len(sample) == train.num_images else
-                              torch.index_select(train.images, 0, torch.tensor(sample)))
+                              (torch.index_select(train.images, 0, torch.tensor(sample[i:i + STATS_BATCH]))
+                               for i in range(0, len(sample), STATS_BATCH)))
     return TrainingData(classes, s.img_size, s.channels, train, val, _counts(train.targets, classes),
                         _counts(val.targets, classes), mean, std, cached=True, rejected=rejected)
 
@@ -220,9 +222,7 @@ def _disk(splits: Sequence[Split], s: Settings, classes: list[str]) -> TrainingD
     train, val = sources
     _check_enough(train.num_images, val.num_images)
     sample = [i for i in stats_sample(len(splits[0].paths)) if i not in caches[0].rejected]
-    images = np.empty((len(sample), *caches[0].shape), dtype=np.uint8)
-    caches[0].read_rows(train.fd, sample, images)
-    mean, std = channel_stats(torch.from_numpy(images))
+    mean, std = channel_stats(_cached_batches(caches[0], train.fd, sample))
     return TrainingData(classes, s.img_size, s.channels, train, val, _counts(train.targets, classes),
                         _counts(val.targets, classes), mean, std, cached=True, rejected=rejected)
 
@@ -233,12 +233,30 @@ def _stream(splits: Sequence[Split], s: Settings, classes: list[str]) -> Trainin
     train, val = (StreamSource(split.paths, split.targets, s.img_size, s.channels, workers, s.pin)
                   for split in splits)
     sample = [splits[0].paths[i] for i in stats_sample(len(splits[0].paths))]
-    images, _, _ = load_images(sample, s.img_size, s.channels, desc="mean/std")
-    if s.preprocess_fn is not None:
-        images = s.preprocess_fn(images)
-    mean, std = channel_stats(images)
+    try:
+        mean, std = channel_stats(_decoded_batches(sample, s))
+    except ValueError:
+        raise ImgclfError(f"none of the {len(sample)} train images sampled for mean/std could be decoded") from None
     return TrainingData(classes, s.img_size, s.channels, train, val, _counts(splits[0].targets, classes),
                         _counts(splits[1].targets, classes), mean, std, cached=False)
+
+
+def _cached_batches(cache: CacheFile, fd: int, rows: Sequence[int]) -> Iterator[torch.Tensor]:
+    """Rows of a cache file, STATS_BATCH at a time."""
+    for i in range(0, len(rows), STATS_BATCH):
+        chunk = rows[i:i + STATS_BATCH]
+        images = torch.empty((len(chunk), *cache.shape), dtype=torch.uint8)
+        cache.read_rows(fd, chunk, images.numpy())
+        yield images
+
+
+def _decoded_batches(paths: Sequence[Path], s: Settings) -> Iterator[torch.Tensor]:
+    """The decodable images of ``paths`` (preprocessed), one chunk at a time: memory stays flat in N."""
+    for _, chunk in decode_chunks(paths, s.img_size, s.channels, max(s.workers, 0), desc="mean/std"):
+        rows = [r for r in chunk if not isinstance(r, str)]
+        if rows:
+            images = torch.from_numpy(np.stack(rows))
+            yield s.preprocess_fn(images) if s.preprocess_fn is not None else images
 
 
 MODES: dict[str, Callable[[Sequence[Split], Settings, list[str]], TrainingData]] = {

@@ -6,7 +6,7 @@ augmentation costs microseconds per image instead of a PIL call per image.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -91,20 +91,26 @@ def normalization(kind: str, channels: int, train_mean: list[float] | None = Non
     return train_mean, [max(s, 1e-3) for s in train_std]
 
 
-def channel_stats(images: torch.Tensor, batch: int = 64) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std on the 0..1 scale of a uint8 (N, C, H, W) tensor.
+def channel_stats(images: torch.Tensor | Iterable[torch.Tensor], batch: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std on the 0..1 scale of uint8 (N, C, H, W) images: one tensor, or batches of it.
 
-    ``batch`` images at a time in float64: 64 x 3 x 224 x 224 is 77 MB (1024 would be 1.2 GB twice).
+    Sums are exact integers, so the result does not depend on how the images are batched (every
+    ``--cache`` mode gets the same numbers); only ``batch`` images are widened at a time.
     """
-    c = images.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    total_sq = torch.zeros(c, dtype=torch.float64)
+    batches = (images[i:i + batch] for i in range(0, images.shape[0], batch)) if isinstance(images, torch.Tensor) \
+        else images
+    total = total_sq = None
     count = 0
-    for i in range(0, images.shape[0], batch):
-        x = images[i:i + batch].to(torch.float64).div_(255.0)
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-        count += x.numel() // c
-    mean = total / max(count, 1)
-    std = (total_sq / max(count, 1) - mean * mean).clamp_min(0).sqrt()
+    for x in batches:
+        wide = x.to(torch.int64)
+        sums, squares = wide.sum(dim=(0, 2, 3)), (wide * wide).sum(dim=(0, 2, 3))
+        total = sums if total is None else total + sums
+        total_sq = squares if total_sq is None else total_sq + squares
+        count += x.numel() // x.shape[1]
+    if total is None or total_sq is None or count == 0:
+        if not isinstance(images, torch.Tensor):
+            raise ValueError("no images to compute mean/std from")
+        return [0.0] * images.shape[1], [0.0] * images.shape[1]
+    mean = total.double() / (255.0 * count)
+    std = (total_sq.double() / (255.0 ** 2 * count) - mean * mean).clamp_min(0).sqrt()
     return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
