@@ -84,7 +84,7 @@ def run(cfg: ExportConfig) -> ExportResult:
                  ["accuracy change", f"{0.0 - report.int8['accuracy_drop_points']:+.2f} points"]]
     print_table(["", "value"], rows)
     if report.int8 and not report.int8.get("within_limit", True):
-        warn(f"THE INT8 MODEL LOSES {report.int8['accuracy_drop_points']:.2f} POINTS OF VAL ACCURACY (more than "
+        warn(f"THE INT8 MODEL'S VAL ACCURACY MOVES BY {-report.int8['accuracy_drop_points']:+.2f} POINTS (more than "
              f"{INT8_MAX_DROP_POINTS:g}); --backend auto will not use it; prefer the fp32 export "
              f"(imgclf export {cfg.run}), or calibrate on more images (--calibration-images)")
     print(f"export folder: {out}")
