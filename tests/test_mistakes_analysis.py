@@ -1,11 +1,10 @@
-"""Ranking of mistakes, confident-learning label-issue flags, readable copy names."""
+"""Ranking of mistakes, readable copy names, multi-label mistakes, figures."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from imgclf.analysis.mistakes import class_thresholds, copy_name, find_label_issues, margins, rank_mistakes
+from imgclf.analysis.mistakes import copy_name, margins, rank_mistakes
 from imgclf.analysis.multilabel import multilabel_mistakes
 
 
@@ -14,53 +13,6 @@ def test_mistakes_are_ranked_by_loss() -> None:
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7], [0.45, 0.55]])
     np.testing.assert_array_equal(rank_mistakes(targets, probs), [2, 1, 4])
     np.testing.assert_allclose(margins(targets, probs), [0, 0.2, 0.6, 0, 0.1])
-
-
-def constructed_case() -> tuple[np.ndarray, np.ndarray]:
-    """Class 0 is predicted at 0.9 when right, class 1 at 0.7; samples 4-7 are the interesting ones."""
-    targets = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0])
-    probs = np.array([
-        [0.9, 0.1], [0.9, 0.1], [0.9, 0.1],     # clean class 0
-        [0.3, 0.7], [0.3, 0.7], [0.3, 0.7],     # clean class 1
-        [0.05, 0.95],                           # labelled 0, very sure it is 1: label issue
-        [0.55, 0.45],                           # labelled 1, wrong but 0.55 < t_0: mistake only
-        [0.2, 0.8],                             # labelled 0, 0.8 >= t_1: label issue
-    ])
-    return targets, probs
-
-
-def test_class_thresholds_are_mean_self_confidence() -> None:
-    targets, probs = constructed_case()
-    thresholds = class_thresholds(targets, probs)
-    np.testing.assert_allclose(thresholds, [(0.9 * 3 + 0.05 + 0.2) / 5, (0.7 * 3 + 0.45) / 4])
-
-
-def test_label_issues_on_a_constructed_case() -> None:
-    targets, probs = constructed_case()
-    issues = find_label_issues(targets, probs)
-    assert np.flatnonzero(issues.flags).tolist() == [6, 8]
-    assert issues.order.tolist() == [6, 8]  # lowest self-confidence first: 0.05 then 0.2
-    assert issues.suggested[6] == 1 and issues.suggested[7] == -1
-    assert issues.self_confidence[6] == pytest.approx(0.05)
-
-
-def test_label_issue_picks_the_most_probable_class_above_its_threshold() -> None:
-    targets = np.array([0, 1, 2, 0, 1, 2, 0])
-    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8],
-                      [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8],
-                      [0.0, 0.45, 0.55]])
-    issues = find_label_issues(targets, probs)
-    assert issues.flags.tolist() == [False] * 6 + [False]  # 0.45 < t_1 = 0.8, 0.55 < t_2 = 0.8
-    probs[6] = [0.02, 0.13, 0.85]
-    probs[1] = [0.1, 0.1, 0.8]  # lowers t_1 to 0.45
-    issues = find_label_issues(targets, probs)
-    assert issues.flags[6] and issues.suggested[6] == 2
-
-
-def test_correct_predictions_are_never_label_issues() -> None:
-    targets = np.array([0, 1, 1])
-    probs = np.array([[0.51, 0.49], [0.1, 0.9], [0.2, 0.8]])  # sample 0 right but p_1 >= t_1? no: 0.49 < 0.85
-    assert not find_label_issues(targets, probs).flags.any()
 
 
 def test_copy_name_is_readable_and_safe() -> None:

@@ -1,15 +1,11 @@
-"""Which samples the model gets wrong, ranked, and which of them are probably mislabelled.
+"""Which samples the model gets wrong, ranked by loss, and readable names for their copies.
 
-Label-issue flags follow confident learning (Northcutt et al., 2021): the threshold of class
-j is the mean probability of j over the samples labelled j (how sure the model is when it is
-right about j). A sample labelled i is a likely label error when it is misclassified and some
-other class j reaches its own threshold; those are ranked by self-confidence p_i, lowest first.
+Which of them are probably mislabelled is decided in :mod:`imgclf.analysis.label_issues`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,42 +27,6 @@ def margins(targets: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """(N,) p_pred - p_true: 0 when right, up to 1 when confidently wrong."""
     probs = np.asarray(probs)
     return probs.max(axis=1) - true_probs(targets, probs)
-
-
-def class_thresholds(targets: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """(K,) t_j = mean p_j over samples labelled j; +inf for a class without samples."""
-    targets, probs = np.asarray(targets), np.asarray(probs, dtype=np.float64)
-    num_classes = probs.shape[1]
-    counts = np.bincount(targets, minlength=num_classes)
-    sums = np.zeros(num_classes)
-    np.add.at(sums, targets, probs[np.arange(len(targets)), targets])
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
-
-
-@dataclass(frozen=True)
-class LabelIssues:
-    """Confident-learning flags: ``flags`` (N,) bool, ``suggested`` (N,) class (-1 if none), ``order``."""
-
-    flags: np.ndarray
-    suggested: np.ndarray
-    self_confidence: np.ndarray
-    order: np.ndarray  # indices of the flagged samples, lowest self-confidence first
-
-
-def find_label_issues(targets: np.ndarray, probs: np.ndarray) -> LabelIssues:
-    """Flag misclassified samples where another class reaches its per-class threshold."""
-    targets, probs = np.asarray(targets), np.asarray(probs, dtype=np.float64)
-    rows = np.arange(len(targets))
-    above = probs >= class_thresholds(targets, probs)[None, :]
-    above[rows, targets] = False
-    candidate_probs = np.where(above, probs, -1.0)
-    suggested = np.where(above.any(axis=1), candidate_probs.argmax(axis=1), -1)
-    flags = (suggested >= 0) & (predictions(probs) != targets)
-    suggested = np.where(flags, suggested, -1)
-    self_confidence = true_probs(targets, probs)
-    flagged = np.flatnonzero(flags)
-    order = flagged[np.argsort(self_confidence[flagged], kind="mergesort")]
-    return LabelIssues(flags, suggested, self_confidence, order)
 
 
 def safe_name(text: str) -> str:

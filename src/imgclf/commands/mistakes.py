@@ -11,7 +11,8 @@ import torch
 
 from imgclf.analysis.figures import gallery
 from imgclf.analysis.metrics import per_sample_loss, predictions
-from imgclf.analysis.mistakes import copy_name, find_label_issues, margins, rank_mistakes, safe_name
+from imgclf.analysis.label_issues import find_label_issues
+from imgclf.analysis.mistakes import copy_name, margins, rank_mistakes, safe_name
 from imgclf.artifacts import EvaluationDir, RunDir
 from imgclf.config import MistakesConfig
 from imgclf.console import print_table, status
