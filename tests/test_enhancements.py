@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgclf.analysis.enhance import apply_enhancement, luma, map_planes, transfer_curves
+from imgclf.analysis.enhance import apply_enhancement, luma, map_planes, pick_figures, transfer_curves
 from imgclf.analysis.enhancements import ENHANCEMENTS, curve_lut
 from imgclf.config.enhancements import parse_settings, parse_variant, plan_variants
 from imgclf.errors import UsageError
@@ -190,3 +190,27 @@ def test_parse_variant_reads_the_label_format() -> None:
     assert parse_variant(variant.label) == variant
     with pytest.raises(UsageError, match="--preprocess"):
         parse_variant("sharpen")
+
+
+def test_figures_show_rescued_then_broken_then_the_worst_mistakes() -> None:
+    # 6 labelled images, 2 classes; version 0 is the original, 1 and 2 are enhancements
+    p = lambda a: [a, 1 - a]   # noqa: E731  probabilities of class 0 and 1
+    all_probs = np.array([
+        # img0 right  img1 wrong   img2 wrong  img3 right  img4 wrong  img5 right
+        [p(0.9),      p(0.4),      p(0.3),     p(0.6),     p(0.1),     p(0.95)],   # original
+        [p(0.9),      p(0.6),      p(0.8),     p(0.45),    p(0.2),     p(0.95)],   # 1 rescues img1, img2; breaks img3
+        [p(0.9),      p(0.4),      p(0.3),     p(0.3),     p(0.1),     p(0.9)],    # 2 breaks img3 further
+    ])
+    targets = np.zeros(6, dtype=np.int64)
+    picks = pick_figures(targets, all_probs, 10)
+    assert [(f.index, f.reason) for f in picks] == [
+        (2, "rescued"), (1, "rescued"),        # the larger gain of p_true first (+0.5, then +0.2)
+        (3, "broken"), (4, "mistake"),         # then the worst mistake (p_true 0.1)
+        (0, "correct"), (5, "correct")]        # least sure first
+    assert [f.index for f in pick_figures(targets, all_probs, 3)] == [2, 1, 3]
+
+
+def test_figures_of_unlabelled_images_show_changed_predictions_first() -> None:
+    all_probs = np.array([[[0.9, 0.1], [0.6, 0.4]], [[0.9, 0.1], [0.4, 0.6]]])
+    picks = pick_figures(np.array([-1, -1]), all_probs, 5)
+    assert [(f.index, f.reason) for f in picks] == [(1, "changed"), (0, "other")]

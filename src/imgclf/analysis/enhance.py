@@ -259,3 +259,42 @@ def score_variants(targets: np.ndarray, all_probs: np.ndarray, variants: Sequenc
             float(np.mean(true_p[index] - true_p[0])) if has else None))
     ranked = sorted(scores[1:], key=lambda s: (-s.net_gain, -(s.mean_delta_true_prob or 0.0)))
     return [scores[0], *ranked]
+
+
+@dataclass(frozen=True)
+class FigurePick:
+    """An image chosen for a per-image figure, and why: rescued, broken, mistake, correct, changed, other."""
+
+    index: int
+    reason: str
+
+
+def pick_figures(targets: np.ndarray, all_probs: np.ndarray, count: int) -> list[FigurePick]:
+    """The ``count`` images whose figures say the most, from (N,) targets (-1 unknown) and (1 + V, N, K) probs.
+
+    First the mistakes some enhancement rescues (largest gain of the true-class probability first),
+    then the correct images some enhancement breaks (largest loss first), then the other mistakes
+    (highest loss, i.e. lowest true-class probability, first), then the correct images (least sure
+    first). Images without a known class follow: those whose predicted class some enhancement
+    changes, then the rest, in their order.
+    """
+    targets = np.asarray(targets)
+    n = targets.size
+    preds = all_probs.argmax(axis=2)                                   # (1 + V, N)
+    known = np.flatnonzero(targets >= 0)
+    true_p = all_probs[:, known, targets[known]]                       # (1 + V, n_known)
+    right = preds[:, known] == targets[known]                          # (1 + V, n_known)
+    gain = (true_p[1:] - true_p[:1]).max(axis=0, initial=-np.inf)    # best change over the variants
+    drop = (true_p[:1] - true_p[1:]).max(axis=0, initial=-np.inf)
+    rescued = ~right[0] & right[1:].any(axis=0)
+    broken = right[0] & ~right[1:].all(axis=0)
+    wrong, fine = ~right[0] & ~rescued, right[0] & ~broken
+    groups = [("rescued", known[rescued], -gain[rescued]), ("broken", known[broken], -drop[broken]),
+              ("mistake", known[wrong], true_p[0, wrong]), ("correct", known[fine], true_p[0, fine])]
+    unknown = np.flatnonzero(targets < 0)
+    changed = (preds[:, unknown] != preds[:1, unknown]).any(axis=0)
+    groups += [("changed", unknown[changed], np.zeros(int(changed.sum()))),
+               ("other", unknown[~changed], np.zeros(int((~changed).sum())))]
+    picks = [FigurePick(int(i), reason) for reason, members, keys in groups
+             for i in members[np.argsort(keys, kind="stable")]]
+    return picks[:min(count, n)]

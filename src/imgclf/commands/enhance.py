@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgclf.analysis.enhance import (SUMMARY_COLUMNS, VariantScore, apply_enhancement, luma, predict_variants,
-                                     score_variants, transfer_curves)
+from imgclf.analysis.enhance import (SUMMARY_COLUMNS, VariantScore, apply_enhancement, luma, pick_figures,
+                                     predict_variants, score_variants, transfer_curves)
 from imgclf.analysis.enhancements import Variant
 from imgclf.config.enhancements import plan_variants
 from imgclf.analysis.figures import EnhancementFigures, Panel, summary_chart
@@ -24,6 +24,11 @@ from imgclf.console import print_table, status, warn
 from imgclf.engine.inference import LoadedModel, load_image_files, load_run_model, load_split, predict_probs
 from imgclf.errors import ImgclfError
 from imgclf.io import write_csv
+
+FIGURE_REASONS = {"rescued": "a mistake an enhancement rescues", "broken": "a correct image an enhancement breaks",
+                  "mistake": "a mistake no enhancement rescues", "correct": "correct under every enhancement",
+                  "changed": "an enhancement changes the prediction", "other": "no enhancement changes the prediction"}
+
 
 @dataclass
 class EnhanceResult:
@@ -121,21 +126,24 @@ def _figure_title(label: str, probs: np.ndarray, target: int, classes: list[str]
 
 def _write_figures(folder: EvaluationDir, cfg: EnhanceConfig, paths: list[Path], targets: np.ndarray, images: torch.Tensor,
                    all_probs: np.ndarray, variants: list[Variant], classes: list[str]) -> None:
-    count = min(cfg.figures, len(paths))
-    originals = images[:count]
+    picks = pick_figures(targets, all_probs, cfg.figures)
+    count = len(picks)
+    chosen = torch.tensor([p.index for p in picks], dtype=torch.long)
+    originals = images[chosen]
     enhanced = [apply_enhancement(originals, v.name, v.params, cfg.color) for v in variants]
     per_channel = cfg.color == "channels" and images.shape[1] == 3
     figures = EnhancementFigures(1 + len(variants)) if count else None
-    for n in range(count):
+    for n, pick in enumerate(picks):
+        i = pick.index
         planes = originals[n].numpy() if per_channel else luma(originals[n:n + 1])
         curves = [transfer_curves(planes, v.name, v.params) for v in variants]
-        original = Panel(originals[n], np.arange(256), _figure_title("original", all_probs[0, n], targets[n], classes))
+        original = Panel(originals[n], np.arange(256), _figure_title("original", all_probs[0, i], targets[i], classes))
         panels = [Panel(enhanced[v][n], curves[v] if per_channel else curves[v][0],
-                        _figure_title(variant.label, all_probs[v + 1, n], targets[n], classes))
+                        _figure_title(variant.label, all_probs[v + 1, i], targets[i], classes))
                   for v, variant in enumerate(variants)]
-        truth = f" (true: {classes[targets[n]]})" if targets[n] >= 0 else ""
-        path = folder.enhance_figures_dir / f"{n + 1:03d}_{safe_name(paths[n].stem)[:80]}.png"
-        figures.draw(original, panels, path, suptitle=f"{paths[n].name}{truth}")
+        truth = f" (true: {classes[targets[i]]})" if targets[i] >= 0 else ""
+        path = folder.enhance_figures_dir / f"{n + 1:03d}_{pick.reason}_{safe_name(paths[i].stem)[:80]}.png"
+        figures.draw(original, panels, path, suptitle=f"{paths[i].name}{truth}: {FIGURE_REASONS[pick.reason]}")
     if figures is not None:
         figures.close()
 
@@ -166,7 +174,8 @@ def run(cfg: EnhanceConfig) -> EnhanceResult:
                 [[s.transform, s.params, "" if s.accuracy is None else s.accuracy, s.rescued, s.broken,
                   s.net_gain, "" if s.mean_delta_true_prob is None else s.mean_delta_true_prob] for s in scores])
     status(f"wrote {folder.enhance_summary_csv}, {folder.enhance_per_image_csv.name} and "
-           f"{min(cfg.figures, len(paths))} figures in {folder.enhance_figures_dir}")
+           f"{min(cfg.figures, len(paths))} figures (rescued first, then broken, then the worst mistakes) in "
+           f"{folder.enhance_figures_dir}")
     return EnhanceResult(len(paths), len(variants), scores)
 
 

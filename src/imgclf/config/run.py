@@ -105,7 +105,8 @@ class EnhanceConfig(ModelOptions):
     set: tuple[str, ...] = opt((), "parameters, e.g. gamma.g=0.5 or a sweep gamma.g=0.4,0.7,1.5",
                                metavar="NAME.PARAM=V[,V...]")
     color: Literal["luma", "channels"] = opt("luma", "enhance colour images on luminance or per channel")
-    figures: int = opt(20, "per-image figures for the first N images", min=0)
+    figures: int = opt(20, "per-image figures for N images where an enhancement changed the outcome: rescued "
+                           "mistakes first, then broken correct images, then the worst mistakes", min=0)
 
     def check(self) -> list[str]:
         problems = []
