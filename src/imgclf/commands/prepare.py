@@ -19,6 +19,7 @@ from imgclf.errors import ImgclfError
 from imgclf.io import single_writer, write_csv, write_json
 
 MANIFEST_COLUMNS = ("source", "destination", "sha256", "class", "split", "width", "height")
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
@@ -71,7 +72,8 @@ def _build(cfg: PrepareConfig, found: Discovery, layout: str, root: Path, dst: P
         prepared = build_dataset(found.samples, keys, work, val=cfg.val, test=cfg.test, seed=cfg.seed,
                                  mode=cfg.mode, fmt=cfg.format, jpg_quality=cfg.jpg_quality,
                                  max_pixels=cfg.max_pixels, workers=cfg.workers,
-                                 multi_label=found.multi_label)
+                                 multi_label=found.multi_label, near_duplicates=cfg.near_duplicates,
+                                 near_distance=cfg.near_distance)
         report = build_report(cfg, layout, found, prepared, root)
         write_outputs(work, prepared, report, found.multi_label)
         install_output(work, dst)
@@ -109,9 +111,12 @@ def build_report(cfg: PrepareConfig, layout: str, found: Discovery, prepared: Pr
     """The JSON report: settings, counts, and every rejected or dropped input with its reason."""
     rel = lambda p: _rel(p, root)  # noqa: E731
     rejected = sorted([(rel(p), r) for p, r in found.rejected] + prepared.rejected)
+    near = near_duplicate_report(prepared)
     totals = {"inputs": len(found.samples) + len(found.rejected), "written": len(prepared.rows),
               "rejected": len(rejected), "duplicates": len(prepared.duplicates),
-              "conflicts": len(prepared.conflicts)}
+              "conflicts": len(prepared.conflicts), "near_duplicate_groups": len(near),
+              "near_duplicate_images": sum(len(g["images"]) for g in near),
+              "near_duplicate_groups_across_splits": sum(len(g["splits"]) > 1 for g in near)}
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("src", "dst", "workers", "force")}
     return {
         "tool": REPORT_TOOL, "version": __version__, "layout": layout,
@@ -126,7 +131,20 @@ def build_report(cfg: PrepareConfig, layout: str, found: Discovery, prepared: Pr
         "conflicts": [{"path": p, "reason": r} for p, r in sorted(prepared.conflicts)],
         "ignored": [{"path": rel(p), "reason": r} for p, r in sorted(found.ignored)],
         "converted": [{"path": p, "notes": n} for p, n in prepared.notes],
+        "near_duplicates": near,
     }
+
+
+def near_duplicate_report(prepared: Prepared) -> list[dict[str, Any]]:
+    """Each near-duplicate group: its splits and its images (path, class, split, bits from the first image)."""
+    where = {row[0]: row for row in prepared.rows}
+    groups = []
+    for group in prepared.near_groups:
+        images = [{"path": key, "class": where[key][3], "split": where[key][4], "bits": bits}
+                  for key, bits in group if key in where]
+        splits = sorted({image["split"] for image in images}, key=SPLIT_NAMES.index)
+        groups.append({"splits": splits, "images": images})
+    return groups
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -150,4 +168,20 @@ def summarise(dst: Path, layout: str, report: dict[str, Any], prepared: Prepared
         warn(f"too few images to reach every split, kept in train: {', '.join(prepared.too_small)}")
     if t["rejected"]:
         warn(f"{t['rejected']} file(s) rejected; see 'rejected' in {dst / REPORT_NAME}")
+    _summarise_near(dst, report)
     return Result(dst, layout, t, counts, report)
+
+
+def _summarise_near(dst: Path, report: dict[str, Any]) -> None:
+    """One status line about near-duplicates; a warning when groups straddle splits."""
+    settings, t = report["settings"], report["totals"]
+    if settings["near_duplicates"] == "off":
+        return
+    groups, images = t["near_duplicate_groups"], t["near_duplicate_images"]
+    across = t["near_duplicate_groups_across_splits"]
+    kept = "each kept within one split" if settings["near_duplicates"] == "together" else "reported only"
+    status(f"near-duplicates (perceptual hash within {settings['near_distance']} bits): {groups} group(s) of "
+           f"{images} images, {kept}; see 'near_duplicates' in {dst / REPORT_NAME}")
+    if across:
+        warn(f"{across} near-duplicate group(s) span several splits: validation accuracy may be inflated "
+             "(prepare again without --near-duplicates report to keep each group in one split)")

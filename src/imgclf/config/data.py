@@ -26,6 +26,11 @@ class PrepareConfig:
     format: Literal["png", "jpg", "keep"] = opt("png", "file format of the written images")
     jpg_quality: int = opt(95, "JPEG quality when --format jpg", min=1, max=100)
     max_pixels: int = opt(50_000_000, "reject images with more pixels than this (decompression bombs)", min=1)
+    near_duplicates: Literal["together", "report", "off"] = opt(
+        "together", "near-duplicates (resized, re-encoded or lightly edited copies, by perceptual hash): together = "
+                    "each group in one split; report = only list them; off = do not look")
+    near_distance: int = opt(4, "largest Hamming distance between the 64-bit perceptual hashes of near-duplicates "
+                                "(copies measured within 4, distinct digits from 6)", min=0, max=16)
     workers: int = opt(0, "decoding processes; 0 = one per CPU core", min=0)
     force: bool = opt(False, "write into a non-empty DST that imgclf did not make", switch=True)
 

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from imgclf.data.decode import Decoded, convert_mode, decode_image
 from imgclf.data.discover import Sample
 from imgclf.data.journal import (JOURNAL, STAGING, JournalWriter, file_sha256, load_entries, open_partial,
                                  partial_folder, staged_stem)
+from imgclf.data.neardup import hash_distance, perceptual_hash
 from imgclf.errors import ImageDecodeError, ImgclfError
 from imgclf.io import is_inside
 
@@ -61,6 +62,7 @@ class Outcome:
     error: str = ""
     staged_size: int = 0
     staged_sha256: str = ""
+    phash: str = ""   # 64-bit perceptual hash, hex (imgclf.data.neardup)
 
 
 def pixel_digest(img: Image.Image) -> str:
@@ -109,7 +111,7 @@ def decode_one(task: DecodeTask) -> Outcome:
     staged = write_decoded(decoded, source, task.format, task.jpg_quality, Path(task.staging) / task.stem)
     img = decoded.image
     return Outcome(task.index, pixel_digest(img), img.width, img.height, str(staged), tuple(decoded.notes),
-                   staged_size=staged.stat().st_size, staged_sha256=file_sha256(staged))
+                   staged_size=staged.stat().st_size, staged_sha256=file_sha256(staged), phash=perceptual_hash(img))
 
 
 def decode_all(tasks: Sequence[DecodeTask], workers: int, total: int = 0) -> Iterator[Outcome]:
@@ -136,8 +138,9 @@ def decode_journaled(samples: Sequence[Sample], keys: Sequence[str], work: Path,
     now (and journaled); a failure to write the output becomes a clear error."""
     staging = work / STAGING
     reused = {i: Outcome(i, e["digest"], e["width"], e["height"], str(staging / e["staged"]) if not e["error"] else "",
-                         tuple(e["notes"]), e["error"], e["staged_size"], e["staged_sha256"])
-              for i, e in load_entries(work, keys, [s.source for s in samples]).items()}
+                         tuple(e["notes"]), e["error"], e["staged_size"], e["staged_sha256"], e.get("phash", ""))
+              for i, e in load_entries(work, keys, [s.source for s in samples]).items()
+              if e["error"] or e.get("phash")}   # an entry without a perceptual hash is decoded again
     if reused:
         status(f"continuing an interrupted prepare: {len(reused)} of {len(samples)} files already checked")
     tasks = [DecodeTask(i, str(s.source), mode, fmt, jpg_quality, max_pixels, str(staging), staged_stem(keys[i]))
@@ -272,17 +275,20 @@ class Prepared:
     conflicts: list[tuple[str, str]]
     notes: list[tuple[str, str]]
     too_small: list[str]
+    near_groups: list[list[tuple[str, int]]] = field(default_factory=list)   # (key, bits from the first) per group
 
 
 def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *, val: float, test: float,
                   seed: int, mode: str, fmt: str, jpg_quality: int, max_pixels: int, workers: int,
-                  multi_label: bool) -> Prepared:
+                  multi_label: bool, near_duplicates: str = "together", near_distance: int = 4) -> Prepared:
     """Decode ``samples`` (named by ``keys``), drop duplicates and conflicts, split, and write into ``work``.
 
+    Near-duplicates (perceptual hashes within ``near_distance`` bits) are found unless
+    ``near_duplicates`` is ``off``, and kept in one split when it is ``together``.
     Single-label classes too small for the requested splits raise ImgclfError naming
     them; multi-label groups that are too small stay in train and are returned.
     """
-    from imgclf.data.split import Item, deduplicate, split_samples
+    from imgclf.data.split import Item, deduplicate, near_duplicates as find_near, split_together
 
     outcomes = decode_journaled(samples, keys, work, mode, fmt, jpg_quality, max_pixels, workers)
     rejected = [(keys[o.index], o.error) for o in outcomes if o.error]
@@ -292,13 +298,14 @@ def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *,
         raise ImgclfError(f"none of the {len(rejected)} image file(s) could be read, so there is nothing to "
                           f"prepare ({listing}{'; ...' if len(rejected) > 3 else ''})")
     labels_of = {key: s.labels for key, s in zip(keys, samples)}
-    dedup = deduplicate([Item(k, o.digest, labels_of[k]) for k, o in good.items()])
+    dedup = deduplicate([Item(k, o.digest, labels_of[k], o.phash) for k, o in good.items()])
     groups: dict[str, list[str]] = {}
     for item in dedup.kept:
         groups.setdefault("+".join(item.labels), []).append(item.key)
-    assignment, too_small = split_samples(groups, val, test, seed)
+    near = [[i.key for i in g] for g in find_near(dedup.kept, near_distance)] if near_duplicates != "off" else []
+    assignment, too_small = split_together(groups, near if near_duplicates == "together" else [], val, test, seed)
     if too_small and not multi_label:
-        raise ImgclfError(_too_small_message(too_small, groups, val, test))
+        raise ImgclfError(_too_small_message(too_small, groups, val, test, bool(near)))
     folder = (lambda k: f"{assignment[k]}/{MULTI_LABEL_DIR}") if multi_label else \
         (lambda k: f"{assignment[k]}/{labels_of[k][0]}")
     names = assign_names([(k, folder(k), Path(k).stem, Path(good[k].staged).suffix) for k in assignment])
@@ -312,15 +319,19 @@ def build_dataset(samples: Sequence[Sample], keys: Sequence[str], work: Path, *,
     (work / JOURNAL).unlink()
     rows.sort(key=lambda r: (SPLIT_ORDER[r[4]], r[3], r[1]))
     notes = [(k, "; ".join(o.notes)) for k, o in sorted(good.items()) if o.notes and k in names]
-    return Prepared(rows, rejected, dedup.duplicates, dedup.conflicts, notes, too_small)
+    distances = [[(k, hash_distance(good[g[0]].phash, good[k].phash)) for k in g] for g in near]
+    return Prepared(rows, rejected, dedup.duplicates, dedup.conflicts, notes, too_small, distances)
 
 
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
-def _too_small_message(names: Sequence[str], groups: dict[str, list[str]], val: float, test: float) -> str:
+def _too_small_message(names: Sequence[str], groups: dict[str, list[str]], val: float, test: float,
+                       near: bool = False) -> str:
     listed = ", ".join(f"'{n}' ({len(groups[n])} image{'s' * (len(groups[n]) != 1)})" for n in names)
     need = 3 if test > 0 else 2
+    grouped = (" (a group of near-duplicates counts once; --near-duplicates report splits them freely)"
+               if near else "")
     return (f"too few images to split class {listed} after removing duplicates and conflicts: each class "
-            f"needs at least {need} to appear in train, val{' and test' if test > 0 else ''}. Add images, "
-            f"move the class folder out of SRC, or pass --val 0{' --test 0' if test > 0 else ''}")
+            f"needs at least {need} to appear in train, val{' and test' if test > 0 else ''}{grouped}. Add "
+            f"images, move the class folder out of SRC, or pass --val 0{' --test 0' if test > 0 else ''}")

@@ -1,9 +1,11 @@
-"""Deduplicate by pixel hash, then split each class with its own seeded shuffle.
+"""Deduplicate by pixel hash, group near-duplicates, then split each class with its own seeded shuffle.
 
 Why this order: an image that appears twice must land in one split only, or
-validation would measure memory instead of generalisation. Splitting sorts
-before shuffling, so the result depends on the seed and the file names, never
-on the order the file system lists them.
+validation would measure memory instead of generalisation. The same holds for a
+resized or re-encoded copy: near-duplicate groups (close perceptual hashes, see
+:mod:`imgclf.data.neardup`) are split as one unit. Splitting sorts before
+shuffling, so the result depends on the seed and the file names, never on the
+order the file system lists them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Item:
-    """A decoded input: its key (e.g. a source path), pixel digest and label set."""
+    """A decoded input: its key (e.g. a source path), pixel digest, label set and perceptual hash."""
 
     key: str
     digest: str
     labels: tuple[str, ...]
+    phash: str = ""
 
 
 @dataclass
@@ -51,6 +54,29 @@ def deduplicate(items: Sequence[Item]) -> Dedup:
         out.duplicates += [(item.key, group[0].key) for item in group[1:]]
     out.kept.sort(key=lambda i: i.key)
     return out
+
+
+def near_duplicates(items: Sequence[Item], radius: int) -> list[list[Item]]:
+    """Groups of kept items whose perceptual hashes are linked by chains of pairs within ``radius`` bits."""
+    from imgclf.data.neardup import near_duplicate_groups
+
+    ordered = sorted(items, key=lambda i: i.key)
+    return [[ordered[i] for i in group] for group in near_duplicate_groups([i.phash for i in ordered], radius)]
+
+
+def split_together(groups: Mapping[str, Sequence[str]], together: Sequence[Sequence[str]], val: float, test: float,
+                   seed: int) -> tuple[dict[str, str], list[str]]:
+    """:func:`split_samples`, with each key set in ``together`` going wherever its first key goes.
+
+    Only the first key of a set takes part in the stratified split of its group, so a set counts
+    once; with no sets this is exactly :func:`split_samples`.
+    """
+    followers = {key: keys[0] for keys in together for key in keys[1:]}
+    leaders = {name: [k for k in keys if k not in followers] for name, keys in groups.items()}
+    assignment, too_small = split_samples({n: k for n, k in leaders.items() if k}, val, test, seed)
+    for key, leader in followers.items():
+        assignment[key] = assignment[leader]
+    return assignment, too_small
 
 
 def _first_other(group: list[Item], item: Item) -> str:
