@@ -15,7 +15,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "demo", "enhance", "evaluate", "export", "inspect", "mistakes", "predict", "prepare",
+    "__version__", "demo", "enhance", "evaluate", "export", "inspect", "label_issues", "mistakes", "predict",
+    "prepare",
     "report", "show", "stats", "train",
 ]
 
@@ -75,6 +76,11 @@ def mistakes(run: Any, data: Any = None, **options: Any) -> Any:
 def enhance(run: Any, images: Any = None, **options: Any) -> Any:
     """Test intensity enhancements on mistakes or any images; see ``imgclf enhance --help``."""
     return _run("enhance", run=run, images=images, **options)
+
+
+def label_issues(data: Any = None, **options: Any) -> Any:
+    """Likely label errors in a split from K-fold models; see ``imgclf label-issues --help``."""
+    return _run("label-issues", data=data, **options)
 
 
 def report(run: Any, **options: Any) -> Any:

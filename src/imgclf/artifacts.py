@@ -15,6 +15,7 @@ A run folder is written by ``train`` and grows as other commands run on it::
       mistakes/                                      (mistakes: own data, val, best)
       enhance/                                       (enhance: own data, val, best)
       evaluations/<data-name>-<split>-<checkpoint>/  every other evaluation: the same files and folders
+      label-issues/<split>/                          (label-issues --run: K-fold label issues of the run's data)
       report.html                                    (report)
       export/<onnx|torchscript>-<best|last>[-int8]/   model + imgclf-export.json (export, --backend)
 
@@ -41,6 +42,7 @@ METRICS_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "val_acc", "lr", "
 
 OWN_SPLIT, OWN_CHECKPOINT = "val", "best"   # the evaluation that lives in the run folder itself
 EVALUATIONS = "evaluations"
+LABEL_ISSUES = "label-issues"
 FOLDER_SPLIT = "images"                    # the "split" of a plain folder of images (enhance IMAGES)
 _UNSAFE = re.compile(r"[^\w.\-]+")
 
@@ -87,6 +89,22 @@ class EvaluationDir:
     def enhance_per_image_csv(self) -> Path: return self.enhance_dir / "per_image.csv"
     @property
     def enhance_figures_dir(self) -> Path: return self.enhance_dir / "figures"
+
+
+@dataclass(frozen=True)
+class LabelIssueFiles:
+    """What ``imgclf label-issues`` writes: in RUN/label-issues/<split>/ (with --run) or its --out folder."""
+
+    root: Path
+
+    @property
+    def summary_json(self) -> Path: return self.root / "summary.json"
+    @property
+    def issues_csv(self) -> Path: return self.root / "label_issues.csv"
+    @property
+    def out_of_fold_csv(self) -> Path: return self.root / "out_of_fold.csv"
+    @property
+    def gallery_png(self) -> Path: return self.root / "label_issues.png"
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,22 @@ class RunDir(EvaluationDir):
     def export_dir(self, runtime: str, which: str, int8: bool = False) -> Path:
         """export/<onnx|torchscript>-<best|last>[-int8]/"""
         return self.root / "export" / f"{runtime}-{which}{'-int8' if int8 else ''}"
+
+    # label-issues --run RUN
+    @property
+    def label_issues_dir(self) -> Path: return self.root / LABEL_ISSUES
+
+    def label_issues(self, split: str) -> LabelIssueFiles:
+        """RUN/label-issues/<split>/: the label issues of the run's own data, one split each."""
+        return LabelIssueFiles(self.label_issues_dir / (_UNSAFE.sub("_", split).strip("._") or "split"))
+
+    def list_label_issues(self) -> list[LabelIssueFiles]:
+        """Every label-issues folder holding a summary.json, train first, then by name."""
+        if not self.label_issues_dir.is_dir():
+            return []
+        folders = sorted(self.label_issues_dir.iterdir(), key=lambda p: (p.name != "train", p.name))
+        found = [LabelIssueFiles(p) for p in folders if p.is_dir() and not p.name.startswith(".")]
+        return [f for f in found if f.summary_json.is_file()]
 
     def require_trained(self) -> None:
         """Raise a clear error unless this looks like a finished or resumable training run."""

@@ -34,6 +34,8 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command(C.EvaluateConfig, "imgclf.commands.evaluate", "metrics, confusion matrix, predictions.csv"),
     "mistakes": Command(C.MistakesConfig, "imgclf.commands.mistakes", "collect and rank misclassified images"),
     "enhance": Command(C.EnhanceConfig, "imgclf.commands.enhance", "do intensity enhancements rescue mistakes?"),
+    "label-issues": Command(C.LabelIssuesConfig, "imgclf.commands.label_issues",
+                            "likely label errors in any split, from K-fold out-of-sample probabilities"),
     "predict": Command(C.PredictConfig, "imgclf.commands.predict", "top-k classes for new images"),
     "export": Command(C.ExportConfig, "imgclf.commands.export", "ONNX or TorchScript model + JSON sidecar, parity-checked"),
     "inspect": Command(C.InspectConfig, "imgclf.commands.inspect", "model structure, parameters, config"),

@@ -19,10 +19,21 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+_PROGRESS = {"enabled": True}
+
+
+def show_progress(enabled: bool) -> None:
+    """Turn progress reports off in this process (e.g. in workers running side by side)."""
+    _PROGRESS["enabled"] = enabled
+
+
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0,
              every_s: float = 30.0) -> Iterator[T]:
     """A tqdm bar (rate, ETA) on stderr when it is a terminal; otherwise, for long work, a status line
     with the rate and ETA every ``every_s`` seconds (``initial``: items already done before)."""
+    if not _PROGRESS["enabled"]:
+        yield from items
+        return
     if sys.stderr.isatty():
         from tqdm import tqdm
 

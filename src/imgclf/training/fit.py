@@ -128,12 +128,13 @@ class Trainer:
     """Owns the model, optimizer and loss for one run; ``fit`` runs the epochs."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
-                 runtime: Runtime, settings: FitSettings, run: RunDir, logger: MetricsLogger | None,
+                 runtime: Runtime, settings: FitSettings, run: RunDir | None, logger: MetricsLogger | None,
                  ctx: Dist = SINGLE, train_model: nn.Module | None = None) -> None:
         self.model = model                 # the plain module: evaluated and saved
         self.train_model = train_model if train_model is not None else model   # what trains (DDP or the same)
         self.optimizer, self.loss_fn = optimizer, loss_fn
         self.runtime, self.settings, self.run, self.logger, self.ctx = runtime, settings, run, logger, ctx
+        # run None: keep nothing on disk (the fold models of label-issues)
         self.state = FitState()
         self.started = time.perf_counter()
         self.train_images = 0              # set by fit: the step -> epoch arithmetic needs it
@@ -152,7 +153,9 @@ class Trainer:
             self.settings.stopper.load_state_dict(saved["stopper"])
 
     def save(self, best: bool = False) -> None:
-        """Rank 0 writes; every rank waits until the files are complete."""
+        """Rank 0 writes; every rank waits until the files are complete. Without a run folder: nothing."""
+        if self.run is None:
+            return
         if self.ctx.is_main:
             self._write_checkpoint(best)
         barrier(self.ctx)
