@@ -164,13 +164,26 @@ def add_enhance(run: RunDir, num_figures: int = 3) -> None:
         _save_figure(run.enhance_figures_dir / f"img_{i:04d}_gamma.png", f"figure {i}")
 
 
+def add_label_issues(run: RunDir, classes: Sequence[str], count: int = 4) -> None:
+    """What ``imgclf label-issues --run RUN`` writes into RUN/label-issues/train/."""
+    files = run.label_issues("train")
+    _write_json(files.summary_json, {"split": "train", "num_images": 120, "folds": 5, "model": "resnet18",
+                                     "num_flagged": count, "out_of_fold_accuracy": 0.9125})
+    _write_csv(files.issues_csv, ["rank", "path", "given", "suggested", "self_confidence", "suggested_prob",
+                                  "margin", "fold"],
+               [[k + 1, f"data/train/{classes[0]}/odd_{k}.png", classes[0], classes[1], 0.05 * (k + 1), 0.9, -0.8, k]
+                for k in range(count)])
+    _save_figure(files.gallery_png, "label issues")
+
+
 def make_full_run(root: Path, classes: Sequence[str] = ("allReal", "allFake"), num_mistakes: int = 8,
                   names: Sequence[str] = (), num_figures: int = 3) -> RunDir:
-    """A run on which train, evaluate, mistakes and enhance have all been run."""
+    """A run on which train, evaluate, mistakes, enhance and label-issues have all been run."""
     run = make_train_run(root, classes)
     add_evaluation(run, classes)
     add_mistakes(run, classes, num_mistakes, names)
     add_enhance(run, num_figures)
+    add_label_issues(run, classes)
     return run
 
 
@@ -225,6 +238,8 @@ def test_train_only_run_says_what_has_not_run_yet(tmp_path: Path, capsys: pytest
                       ("label-errors", "mistakes"), ("enhance", "enhance")):
         body = section_html(page, sid)
         assert "Not run yet" in body and f"<code>imgclf {verb} {run.root}</code>" in body, sid
+    assert f"<code>imgclf label-issues --run {run.root}</code>" in section_html(page, "label-issues")
+    assert "imgclf prepare SRC DST" in section_html(page, "near-duplicates")
     assert "Not run yet" not in section_html(page, "curves")
     assert section_html(page, "curves").count("<img ") == 1
     assert "imgclf train data/digits --epochs 6" in section_html(page, "reproduce")
@@ -252,6 +267,9 @@ def test_two_class_run_with_everything(tmp_path: Path, capsys: pytest.CaptureFix
         assert f">{transform}<" in enhance
     assert 'class="num gain"' in enhance and 'class="num loss"' in enhance
     assert enhance.count("<img ") == 1 + 3           # summary chart + per-image figures
+    issues = section_html(page, "label-issues")
+    assert "4 of 120 images of the train split flagged" in issues and "91.2%" in issues
+    assert issues.count("<img ") == 1 and "odd_3.png" in issues
     assert re.search(r'<th scope="col"[^>]*>precision</th>', page)
     assert "table.sortable" in page                  # the sorting script is inline
     assert_self_contained(page)
@@ -409,3 +427,21 @@ def test_report_never_imports_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(run.root)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(run.report_html)
+
+
+def test_near_duplicate_groups_of_the_runs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    groups = [{"splits": ["train"], "images": [{"path": "a/x.png", "class": "a", "split": "train", "bits": 0},
+                                               {"path": "a/x_small.jpg", "class": "a", "split": "train", "bits": 2}]},
+              {"splits": ["train", "val"], "images": [{"path": "b/<y>.png", "class": "b", "split": "train", "bits": 0},
+                                                      {"path": "b/y2.png", "class": "b", "split": "val", "bits": 4}]}]
+    _write_json(data / "prepare_report.json", {"tool": "imgclf prepare", "near_duplicates": groups,
+                                               "settings": {"near_duplicates": "report", "near_distance": 4}})
+    run = make_train_run(tmp_path / "run", ("a", "b"))
+    config = json.loads(run.config_json.read_text())
+    _write_json(run.config_json, {**config, "data": str(data)})
+    body = section_html(build_report(run, capsys), "near-duplicates")
+    assert "2 group(s) of 4 images within 4 bits" in body and "1 span several splits" in body
+    assert body.index("b/&lt;y&gt;.png") < body.index("a/x.png")       # groups across splits first, escaped
+    (data / "prepare_report.json").write_text("{broken", encoding="utf-8")
+    assert "could not read" in section_html(build_report(run, capsys), "near-duplicates")

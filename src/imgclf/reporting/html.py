@@ -12,7 +12,7 @@ from importlib import resources
 
 from markupsafe import Markup
 
-from imgclf.reporting import evaluations, galleries, sections
+from imgclf.reporting import dataquality, evaluations, galleries, sections
 from imgclf.reporting import markup as M
 from imgclf.reporting.rundata import RunData
 
@@ -29,6 +29,8 @@ SECTIONS: tuple[tuple[str, str, SectionFn], ...] = (
     ("mistakes", "Mistakes", galleries.mistakes_section),
     ("label-errors", "Label errors", galleries.label_errors_section),
     ("enhance", "Enhancement", galleries.enhance_section),
+    ("label-issues", "Label issues", dataquality.label_issues_section),
+    ("near-duplicates", "Near-duplicates", dataquality.near_duplicates_section),
     ("reproduce", "Reproduce", sections.reproduce_section),
 )
 
