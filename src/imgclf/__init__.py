@@ -16,8 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "demo", "enhance", "evaluate", "export", "inspect", "label_issues", "mistakes", "predict",
-    "prepare",
-    "report", "show", "stats", "train",
+    "prepare", "report", "show", "stats", "train",
 ]
 
 

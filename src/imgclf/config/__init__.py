@@ -9,7 +9,6 @@ from imgclf.config.train import TrainConfig
 
 __all__ = [
     "DemoConfig", "EnhanceConfig", "EvaluateConfig", "ExportConfig", "InspectConfig", "LabelIssuesConfig",
-    "MistakesConfig",
-    "PredictConfig", "PrepareConfig", "ReportConfig", "ShowConfig", "StatsConfig", "TrainConfig",
+    "MistakesConfig", "PredictConfig", "PrepareConfig", "ReportConfig", "ShowConfig", "StatsConfig", "TrainConfig",
     "build_config", "command_line", "config_to_dict", "load_config_file", "opt",
 ]
