@@ -56,7 +56,7 @@ def test_mistakes_copies_ranks_and_flags(run_and_data: tuple[Path, Path], capsys
     rows = read_rows(folder.mistakes_csv)
     classes = json.loads((run / "classes.json").read_text())
     assert list(rows[0]) == ["rank", "path", "copy", "true", "predicted", *(f"prob_{c}" for c in classes),
-                             "loss", "margin", "label_issue", "self_confidence"]
+                             "loss", "margin", "label_issue", "self_confidence", "heatmap_predicted", "heatmap_true"]
     assert len(rows) == num_wrong >= 1
     assert sorted(r["path"] for r in rows) == sorted(map(str, wrong_paths))
     losses = [float(r["loss"]) for r in rows]

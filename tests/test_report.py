@@ -117,7 +117,8 @@ def add_evaluation(run: RunDir, classes: Sequence[str], seed: int = 0, folder: E
         **OWN_VAL, "num_images": int(matrix.sum()),
         "accuracy": float(np.trace(matrix) / matrix.sum()), "loss": 0.41,
         "macro_f1": float(np.mean([x["f1"] for x in per_class])), "roc_auc": 0.93 if n == 2 else None,
-        "classes": list(classes), "per_class": per_class, "confusion_matrix": matrix.tolist(), **fields})
+        "classes": list(classes), "per_class": per_class, "confusion_matrix": matrix.tolist(),
+        "calibration": _calibration(rng, n, int(matrix.sum())), **fields})
     plots.plot_confusion_matrix(matrix, classes, folder.confusion_png)
     if n == 2:
         plots.plot_roc_curve(np.array([0.0, 0.2, 1.0]), np.array([0.0, 0.8, 1.0]), 0.8, classes[1], folder.roc_png)
@@ -125,8 +126,45 @@ def add_evaluation(run: RunDir, classes: Sequence[str], seed: int = 0, folder: E
     return matrix
 
 
-def add_mistakes(run: RunDir, classes: Sequence[str], count: int, names: Sequence[str] = ()) -> list[str]:
-    """What ``imgclf mistakes`` writes (images copied under mistakes/); returns the file names."""
+def _calibration(rng: np.random.Generator, num_classes: int, num_images: int, temperature: float = 1.0) -> dict:
+    """The ``calibration`` entry of evaluation.json, computed by evaluate's own function."""
+    from imgclf.analysis.calibration import calibration_summary
+
+    probs = rng.dirichlet(np.ones(num_classes) * 0.3, size=num_images)
+    return calibration_summary(rng.integers(0, num_classes, num_images), probs, temperature)
+
+
+def add_calibration(run: RunDir, classes: Sequence[str], temperature: float = 1.8,
+                    held_out: bool = False) -> EvaluationDir | None:
+    """What ``imgclf calibrate`` writes (calibration.json) and the evaluations run after it: the own val/best
+    (the fit split) and, with ``held_out``, a test split, both with the temperature; returns the test folder."""
+    _write_json(run.calibration_json, {"best": {
+        "temperature": temperature, "checkpoint": "best", "step": 60, "split": "val", "data": OWN_VAL["data"],
+        "num_images": 40, "output": "softmax", "at_bound": False,
+        "before": {"ece": 0.12, "nll": 0.61, "brier": 0.3}, "after": {"ece": 0.04, "nll": 0.45, "brier": 0.27}}})
+    evaluation = json.loads(run.evaluation_json.read_text())
+    evaluation["calibration"]["temperature"] = temperature
+    _write_json(run.evaluation_json, evaluation)
+    if not held_out:
+        return None
+    test = EvaluationDir(run.evaluations_dir / f"{OWN_VAL['data_name']}-test-best")
+    add_evaluation(run, classes, seed=5, folder=test, split="test", optimistic=False, selection="held out")
+    evaluation = json.loads(test.evaluation_json.read_text())
+    evaluation["calibration"]["temperature"] = temperature
+    _write_json(test.evaluation_json, evaluation)
+    return test
+
+
+def _heatmap(path: Path, seed: int) -> str:
+    """A Grad-CAM-like overlay PNG (what imgclf explain/mistakes write); returns its name for a CSV cell."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sample_image(f"heat{seed}", seed, size=64).save(path)
+    return path.as_posix()
+
+
+def add_mistakes(run: RunDir, classes: Sequence[str], count: int, names: Sequence[str] = (),
+                 heatmaps: int = 0) -> list[str]:
+    """What ``imgclf mistakes`` writes (images copied under mistakes/, overlays for the first ``heatmaps``)."""
     rng = np.random.default_rng(1)
     rows, file_names = [], []
     for rank in range(1, count + 1):
@@ -140,11 +178,16 @@ def add_mistakes(run: RunDir, classes: Sequence[str], count: int, names: Sequenc
         _sample_image(classes[true], rank).save(run.root / copy)
         loss = float(-np.log(probs[true]))
         label_issue = int(probs[pred] > 0.5 and rank % 3 == 0)
+        cams = ["", ""]
+        if rank <= heatmaps:
+            cams = [_heatmap(run.root / f"mistakes/_gradcam/{rank:04d}__{kind}.png", 2 * rank + k).replace(
+                run.root.as_posix() + "/", "") for k, kind in enumerate(("pred", "true"))]
         rows.append([rank, f"data/val/{classes[true]}/{name}", str(copy), classes[true], classes[pred],
-                     *map(float, probs), loss, float(probs[pred] - probs[true]), label_issue, float(probs[true])])
+                     *map(float, probs), loss, float(probs[pred] - probs[true]), label_issue, float(probs[true]),
+                     *cams])
         file_names.append(name)
     header = ["rank", "path", "copy", "true", "predicted", *(f"prob_{c}" for c in classes), "loss", "margin",
-              "label_issue", "self_confidence"]
+              "label_issue", "self_confidence", "heatmap_predicted", "heatmap_true"]
     _write_csv(run.mistakes_csv, header, rows)
     _save_figure(run.mistakes_gallery_png, "gallery")
     _save_figure(run.label_errors_png, "label errors")
@@ -176,12 +219,32 @@ def add_label_issues(run: RunDir, classes: Sequence[str], count: int = 4) -> Non
     _save_figure(files.gallery_png, "label issues")
 
 
+def add_explain(run: RunDir, classes: Sequence[str], count: int) -> None:
+    """What ``imgclf explain`` writes: overlays, explain.csv and explain.json."""
+    rows = []
+    for n in range(count):
+        true, pred = classes[n % len(classes)], classes[(n // 2) % len(classes)]
+        stem = f"{n + 1:04d}_img_{n}"
+        pred_png = _heatmap(run.explain_dir / "heatmaps" / f"{stem}__pred.png", 100 + n)
+        true_png = pred_png if true == pred else _heatmap(run.explain_dir / "heatmaps" / f"{stem}__true.png", 200 + n)
+        rel = [p.replace(run.root.as_posix() + "/", "") for p in (pred_png, true_png)]
+        rows.append([f"data/val/{true}/img_{n}.png", true, pred, 0.8, 0.8 if true == pred else 0.1, *rel,
+                     3, 4, 3, 4])
+    _write_csv(run.explain_csv, ["path", "true", "predicted", "p_predicted", "p_true", "heatmap_predicted",
+                                 "heatmap_true", "peak_predicted_row", "peak_predicted_col", "peak_true_row",
+                                 "peak_true_col"], rows)
+    _write_json(run.explain_json, {"layer": "layer4", "checkpoint": "best", "images": "the val split",
+                                   "num_images": count, "method": "Grad-CAM"})
+
+
 def make_full_run(root: Path, classes: Sequence[str] = ("allReal", "allFake"), num_mistakes: int = 8,
                   names: Sequence[str] = (), num_figures: int = 3) -> RunDir:
     """A run on which train, evaluate, mistakes, enhance and label-issues have all been run."""
     run = make_train_run(root, classes)
     add_evaluation(run, classes)
-    add_mistakes(run, classes, num_mistakes, names)
+    add_calibration(run, classes)
+    add_mistakes(run, classes, num_mistakes, names, heatmaps=min(num_mistakes, 4))
+    add_explain(run, classes, 6)
     add_enhance(run, num_figures)
     add_label_issues(run, classes)
     return run
@@ -234,8 +297,8 @@ def test_train_only_run_says_what_has_not_run_yet(tmp_path: Path, capsys: pytest
     for sid in SECTION_IDS:
         section_html(page, sid)
     for sid, verb in (("evaluations", "evaluate"), ("confusion", "evaluate"), ("per-class", "evaluate"),
-                      ("mistakes", "mistakes"),
-                      ("label-errors", "mistakes"), ("enhance", "enhance")):
+                      ("mistakes", "mistakes"), ("label-errors", "mistakes"), ("enhance", "enhance"),
+                      ("calibration", "evaluate"), ("calibration", "calibrate"), ("explain", "explain")):
         body = section_html(page, sid)
         assert "Not run yet" in body and f"<code>imgclf {verb} {run.root}</code>" in body, sid
     assert f"<code>imgclf label-issues --run {run.root}</code>" in section_html(page, "label-issues")
@@ -361,7 +424,7 @@ def test_run_without_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     page = build_report(run, capsys)
     assert "No mistakes" in section_html(page, "mistakes")
     assert "Not run yet" not in section_html(page, "label-errors")
-    assert 'class="shot"' not in page
+    assert 'class="shot"' not in section_html(page, "mistakes") + section_html(page, "label-errors")
 
 
 def test_unreadable_files_are_reported_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

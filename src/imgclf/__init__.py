@@ -15,8 +15,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "demo", "enhance", "evaluate", "export", "inspect", "label_issues", "mistakes", "predict",
-    "prepare", "report", "show", "stats", "train",
+    "__version__", "calibrate", "demo", "enhance", "evaluate", "explain", "export", "inspect", "label_issues",
+    "mistakes", "predict", "prepare", "report", "show", "stats", "train",
 ]
 
 
@@ -62,6 +62,11 @@ def export(run: Any, **options: Any) -> Any:
     return _run("export", run=run, **options)
 
 
+def calibrate(run: Any, data: Any = None, **options: Any) -> Any:
+    """Fit and store a calibration temperature; see ``imgclf calibrate --help``."""
+    return _run("calibrate", run=run, data=data, **options)
+
+
 def inspect(run: Any, **options: Any) -> Any:
     """Describe a run's model, parameters and config; see ``imgclf inspect --help``."""
     return _run("inspect", run=run, **options)
@@ -75,6 +80,12 @@ def mistakes(run: Any, data: Any = None, **options: Any) -> Any:
 def enhance(run: Any, images: Any = None, **options: Any) -> Any:
     """Test intensity enhancements on mistakes or any images; see ``imgclf enhance --help``."""
     return _run("enhance", run=run, images=images, **options)
+
+
+def explain(run: Any, images: Any = (), **options: Any) -> Any:
+    """Grad-CAM heatmaps for a split or for files; see ``imgclf explain --help``."""
+    images = (images,) if isinstance(images, (str, bytes)) or not hasattr(images, "__iter__") else tuple(images)
+    return _run("explain", run=run, images=images, **options)
 
 
 def label_issues(data: Any = None, **options: Any) -> Any:

@@ -11,9 +11,12 @@ A run folder is written by ``train`` and grows as other commands run on it::
       checkpoints/best.safetensors, last.safetensors   weights + JSON metadata (no pickle)
       checkpoints/last.state.pt                      resume state, loaded with weights_only=True
       .lock                                          the PID of the one process writing the run (train)
-      evaluation.json, predictions.csv, confusion_matrix.csv/.png            (evaluate: own data, val, best)
-      mistakes/                                      (mistakes: own data, val, best)
+      evaluation.json, predictions.csv, confusion_matrix.csv/.png, reliability.png   (evaluate: own data, val, best)
+      mistakes/                                      (mistakes: own data, val, best; Grad-CAM in mistakes/_gradcam/)
       enhance/                                       (enhance: own data, val, best)
+      explain/                                       (explain: own data, val, best: heatmaps/, explain.csv/.json)
+      calibration.json                               (calibrate: one record per calibrated checkpoint; the
+                                                      temperature itself is in the checkpoint's metadata)
       evaluations/<data-name>-<split>-<checkpoint>/  every other evaluation: the same files and folders
       label-issues/<split>/                          (label-issues --run: K-fold label issues of the run's data)
       report.html                                    (report)
@@ -71,6 +74,8 @@ class EvaluationDir:
     def confusion_png(self) -> Path: return self.root / "confusion_matrix.png"
     @property
     def roc_png(self) -> Path: return self.root / "roc.png"          # two classes only
+    @property
+    def reliability_png(self) -> Path: return self.root / "reliability.png"
 
     # written by mistakes / enhance
     @property
@@ -82,6 +87,10 @@ class EvaluationDir:
     @property
     def label_errors_png(self) -> Path: return self.mistakes_dir / "label_errors.png"
     @property
+    def mistakes_heatmaps_dir(self) -> Path: return self.mistakes_dir / "_gradcam"   # no class folder can be named so
+    @property
+    def mistakes_heatmaps_png(self) -> Path: return self.mistakes_dir / "gradcam.png"
+    @property
     def enhance_dir(self) -> Path: return self.root / "enhance"
     @property
     def enhance_summary_csv(self) -> Path: return self.enhance_dir / "summary.csv"
@@ -89,6 +98,16 @@ class EvaluationDir:
     def enhance_per_image_csv(self) -> Path: return self.enhance_dir / "per_image.csv"
     @property
     def enhance_figures_dir(self) -> Path: return self.enhance_dir / "figures"
+
+    # written by explain
+    @property
+    def explain_dir(self) -> Path: return self.root / "explain"
+    @property
+    def explain_csv(self) -> Path: return self.explain_dir / "explain.csv"
+    @property
+    def explain_json(self) -> Path: return self.explain_dir / "explain.json"
+    @property
+    def explain_gallery_png(self) -> Path: return self.explain_dir / "gallery.png"
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,14 @@ class RunDir(EvaluationDir):
 
     @property
     def report_html(self) -> Path: return self.root / "report.html"
+
+    # written by calibrate
+    @property
+    def calibration_json(self) -> Path: return self.root / "calibration.json"
+
+    def relative(self, path: Path | None) -> str:
+        """``path`` relative to the run folder, with forward slashes (as CSV files record them); "" for None."""
+        return path.relative_to(self.root).as_posix() if path is not None else ""
 
     # every evaluation (evaluate, mistakes, enhance, explain)
     @property

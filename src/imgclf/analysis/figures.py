@@ -61,7 +61,7 @@ def gallery(images: Sequence[Any], titles: Sequence[str], path: Path, max_items:
         axes[0, 0].text(0.5, 0.5, "no images", ha="center", va="center", fontsize=12)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight()) if suptitle else None)
     return _save(fig, path)
 
 

@@ -34,7 +34,7 @@ def safe_name(text: str) -> str:
     return UNSAFE_CHARS.sub("_", text).strip("._") or "image"
 
 
-def _truncate_utf8(text: str, max_bytes: int) -> str:
+def truncate_utf8(text: str, max_bytes: int) -> str:
     return text.encode("utf-8")[:max(max_bytes, 0)].decode("utf-8", errors="ignore")
 
 
@@ -48,4 +48,4 @@ def copy_name(rank: int, path: str | Path, true_prob: float, predicted: str, pre
     tail = f"__p{true_prob:.3f}_to_{safe_name(predicted)[:60]}_p{pred_prob:.3f}.{ext}"
     head = f"{rank:04d}_"
     room = MAX_NAME_BYTES - len(head.encode()) - len(tail.encode())
-    return head + (_truncate_utf8(safe_name(path.stem), room) or "image") + tail
+    return head + (truncate_utf8(safe_name(path.stem), room) or "image") + tail

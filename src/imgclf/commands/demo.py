@@ -24,17 +24,24 @@ class DemoResult:
     exit_code: int = 0
 
 
-def write_digits(raw: Path) -> int:
-    """scikit-learn's 1,797 8x8 digit scans as raw/<digit>/digit_<n>.png (0..16 scaled to 0..255)."""
+def write_digits(raw: Path, per_class: int = 0) -> int:
+    """scikit-learn's 1,797 8x8 digit scans as raw/<digit>/digit_<n>.png (0..16 scaled to 0..255).
+
+    ``per_class`` > 0 keeps only the first that many of each digit. Returns how many were written.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
+    written: dict[int, int] = {}
     for n, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        if per_class and written.get(int(label), 0) >= per_class:
+            continue
+        written[int(label)] = written.get(int(label), 0) + 1
         folder = raw / str(label)
         folder.mkdir(parents=True, exist_ok=True)
         img = np.clip(pixels * 255.0 / 16.0 + 0.5, 0, 255).astype(np.uint8)
         Image.fromarray(img).save(folder / f"digit_{n:04d}.png")
-    return len(digits.target)
+    return sum(written.values())
 
 
 def run(cfg: DemoConfig) -> DemoResult:

@@ -21,6 +21,7 @@ from imgclf.commands.mistakes import clear_folder
 from imgclf.config import EnhanceConfig
 from imgclf.config.run import SPLITS
 from imgclf.console import print_table, status, warn
+from imgclf.data.folders import labels_from_folders
 from imgclf.engine.inference import LoadedModel, load_image_files, load_run_model, load_split, predict_probs
 from imgclf.errors import ImgclfError
 from imgclf.io import write_csv
@@ -36,12 +37,6 @@ class EnhanceResult:
     num_variants: int
     scores: list[VariantScore]
     exit_code: int = 0
-
-
-def _labels_from_folders(paths: list[Path], classes: list[str]) -> np.ndarray:
-    """The class of each image from its parent folder's name; -1 where that is not a class."""
-    index = {name: i for i, name in enumerate(classes)}
-    return np.array([index.get(p.parent.name, -1) for p in paths], dtype=np.int64)
 
 
 def _read_mistakes(folder: EvaluationDir, loaded: LoadedModel, mistakes_command: str
@@ -100,7 +95,7 @@ def load_images_to_test(folder: EvaluationDir, loaded: LoadedModel, target: Targ
     paths, images, errors = load_image_files(loaded, [target.data])
     for path, reason in errors:
         warn(f"{path}: {reason}; skipped")
-    return paths, _labels_from_folders(paths, loaded.classes), images
+    return paths, np.array(labels_from_folders(paths, loaded.classes), dtype=np.int64), images
 
 
 def _write_per_image(folder: EvaluationDir, paths: list[Path], targets: np.ndarray, all_probs: np.ndarray,

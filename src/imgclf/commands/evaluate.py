@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.analysis.calibration import calibration_summary, multilabel_calibration_summary
 from imgclf.analysis.metrics import classification_summary, per_sample_loss
 from imgclf.analysis.multilabel import multilabel_prediction_rows, multilabel_summary
 from imgclf.analysis.provenance import describe_evaluation, describe_source
@@ -23,7 +24,7 @@ from imgclf.console import print_table, status
 from imgclf.engine.inference import (LoadedModel, data_folder, load_multilabel_split, load_run_model, load_split,
                                      predict_probs)
 from imgclf.io import write_csv, write_json
-from imgclf.reporting.plots import plot_confusion_matrix, plot_roc_curve
+from imgclf.reporting.plots import plot_confusion_matrix, plot_reliability_diagram, plot_roc_curve
 
 DEFAULT_SPLITS = ("val", "test")
 
@@ -77,6 +78,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
         write = _write_multilabel if loaded.multi_label else _write_single
         summary, line = write(loaded, cfg.data, described, cfg.batch_size, folder)
         print(line + (f"  [{summary['selection']}]" if summary["selection"] else ""))
+        print(calibration_line(summary["calibration"]))
         status(f"wrote the evaluation of {describe_source(summary)} in {folder.root}")
         result.splits[split], result.folders[split] = summary, folder.root
     first = next(iter(result.splits.values()))
@@ -89,7 +91,8 @@ def _write_single(loaded: LoadedModel, data: Path | None, described: dict[str, A
     """predictions.csv, confusion matrix (CSV + PNG), ROC curve for two classes, evaluation.json."""
     split, classes = described["split"], loaded.classes
     paths, targets, probs = evaluate_split(loaded, data, split, batch_size)
-    summary = {**described, "classes": classes, "roc_auc": None, **classification_summary(targets, probs, classes)}
+    summary = {**described, "classes": classes, "roc_auc": None, **classification_summary(targets, probs, classes),
+               "calibration": calibration_summary(targets, probs, loaded.temperature)}
     write_csv(folder.predictions_csv, *predictions_rows(paths, targets, probs, classes))
     matrix = np.asarray(summary["confusion_matrix"])
     write_csv(folder.confusion_csv, ["true\\predicted", *classes],
@@ -100,7 +103,7 @@ def _write_single(loaded: LoadedModel, data: Path | None, described: dict[str, A
 
         fpr, tpr, _ = roc_curve(targets == 1, probs[:, 1])
         plot_roc_curve(fpr, tpr, summary["roc_auc"], classes[1], folder.roc_png)
-    write_json(folder.evaluation_json, summary)
+    write_calibrated(folder, summary)
     print_table(["class", "precision", "recall", "f1", "support"],
                 [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in summary["per_class"]])
     auc = f", ROC AUC {summary['roc_auc']:.4f}" if summary["roc_auc"] is not None else (
@@ -117,11 +120,26 @@ def _write_multilabel(loaded: LoadedModel, data: Path | None, described: dict[st
     probs = predict_probs(loaded, images, batch_size).numpy().astype(np.float64)   # (N, K)
     classes, threshold = loaded.classes, loaded.threshold
     summary = {**described, "classes": classes, "roc_auc": None,
-               **multilabel_summary(targets, probs, classes, threshold)}
+               **multilabel_summary(targets, probs, classes, threshold),
+               "calibration": multilabel_calibration_summary(targets, probs, loaded.temperature)}
     write_csv(folder.predictions_csv, *multilabel_prediction_rows(paths, targets, probs, classes, threshold))
-    write_json(folder.evaluation_json, summary)
+    write_calibrated(folder, summary)
     print_table(["label", "precision", "recall", "f1", "support"],
                 [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in summary["per_class"]])
     mean_ap = "undefined (no label has a positive)" if summary["map"] is None else f"{summary['map']:.4f}"
     return summary, (f"{split}: {len(paths)} images, per-label accuracy {summary['accuracy']:.4f}, mAP "
                      f"{mean_ap}, exact match {summary['exact_match']:.4f} (threshold {threshold})")
+
+
+def write_calibrated(folder: EvaluationDir, summary: dict[str, Any]) -> None:
+    """evaluation.json (with the calibration numbers and bins) and the reliability diagram PNG."""
+    calibration = summary["calibration"]
+    plot_reliability_diagram(calibration["bins"], folder.reliability_png, calibration["ece"])
+    write_json(folder.evaluation_json, summary)
+
+
+def calibration_line(calibration: dict[str, Any]) -> str:
+    temperature = calibration["temperature"]
+    how = f"temperature {temperature:.4g} from imgclf calibrate" if temperature != 1.0 else "not calibrated"
+    return (f"  calibration: ECE {calibration['ece']:.4f} ({calibration['num_bins']} bins), NLL {calibration['nll']:.4f}, "
+            f"Brier {calibration['brier']:.4f} ({how})")

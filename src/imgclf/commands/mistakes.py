@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from imgclf.analysis.figures import gallery
+from imgclf.analysis.heatmaps import heatmap_gallery, write_heatmaps
 from imgclf.analysis.metrics import per_sample_loss, predictions
 from imgclf.analysis.label_issues import find_label_issues
 from imgclf.analysis.mistakes import copy_name, margins, rank_mistakes, safe_name
@@ -17,7 +18,8 @@ from imgclf.artifacts import EvaluationDir, RunDir
 from imgclf.config import MistakesConfig
 from imgclf.console import print_table, status
 from imgclf.analysis.multilabel import multilabel_mistake_rows, multilabel_mistakes
-from imgclf.engine.inference import LoadedModel, load_multilabel_split, load_run_model, load_split, predict_probs
+from imgclf.engine.inference import (LoadedModel, load_cam_setup, load_multilabel_split, load_run_model, load_split,
+                                    predict_probs)
 from imgclf.errors import ImgclfError
 from imgclf.io import atomic_path, write_csv
 
@@ -57,21 +59,45 @@ def _copy_mistakes(run: RunDir, folder: EvaluationDir, order: np.ndarray, paths:
         name = copy_name(rank, paths[index], probs[index, targets[index]], pred, probs[index, preds[index]])
         destination = folder.mistakes_dir / safe_name(true) / safe_name(pred) / name
         copy_file(paths[index], destination)
-        copies.append(destination.relative_to(run.root).as_posix())
+        copies.append(run.relative(destination))
     return copies
 
 
 def _write_csv(folder: EvaluationDir, order: np.ndarray, copies: list[str], paths: list[Path], targets: np.ndarray,
-               probs: np.ndarray, classes: list[str], label_issue: np.ndarray) -> None:
+               probs: np.ndarray, classes: list[str], label_issue: np.ndarray, cams: list[tuple[str, str]]) -> None:
+    """mistakes.csv; ``cams`` are the run-relative Grad-CAM overlays (predicted, true) of the first mistakes."""
     losses, gaps, preds = per_sample_loss(targets, probs), margins(targets, probs), predictions(probs)
     self_confidence = probs[np.arange(len(targets)), targets]
     header = ["rank", "path", "copy", "true", "predicted", *(f"prob_{c}" for c in classes), "loss", "margin",
-              "label_issue", "self_confidence"]
+              "label_issue", "self_confidence", "heatmap_predicted", "heatmap_true"]
     rows = [[rank, str(paths[i]), copy, classes[targets[i]], classes[preds[i]],
              *(f"{p:.6f}" for p in probs[i]), f"{losses[i]:.6f}", f"{gaps[i]:.6f}", int(label_issue[i]),
-             f"{self_confidence[i]:.6f}"]
+             f"{self_confidence[i]:.6f}", *(cams[rank - 1] if rank <= len(cams) else ("", ""))]
             for rank, (i, copy) in enumerate(zip(order, copies), start=1)]
     write_csv(folder.mistakes_csv, header, rows)
+
+
+def _heatmaps(run: RunDir, folder: EvaluationDir, cfg: MistakesConfig, order: np.ndarray, images: torch.Tensor,
+              targets: np.ndarray, probs: np.ndarray, classes: list[str]) -> list[tuple[str, str]]:
+    """Grad-CAM overlays of the predicted and the true class of the ``--heatmaps`` worst mistakes, and their gallery.
+
+    Returns the run-relative (predicted, true) overlay paths, in rank order.
+    """
+    shown = order[:cfg.heatmaps]
+    if not len(shown):
+        return []
+    _, setup = load_cam_setup(run.root, cfg.checkpoint, cfg.device, cfg.layer, cfg.trust_model_code)
+    preds = predictions(probs)
+    picked = images[torch.as_tensor(shown)]
+    heatmaps = write_heatmaps(setup, picked, preds[shown], targets[shown],
+                              [f"{rank:04d}" for rank in range(1, len(shown) + 1)], folder.mistakes_heatmaps_dir,
+                              min(cfg.batch_size, 32))
+    titles = [(f"#{r} {classes[targets[i]]} -> {classes[preds[i]]}", f"looks {classes[preds[i]]} ({probs[i, preds[i]]:.2f})",
+               f"looks {classes[targets[i]]} ({probs[i, targets[i]]:.2f})") for r, i in enumerate(shown, start=1)]
+    if cfg.gallery:
+        heatmap_gallery(picked, heatmaps, titles, folder.mistakes_heatmaps_png, cfg.gallery,
+                        f"Grad-CAM ({setup.layer}) of the worst mistakes: image, predicted class, true class")
+    return [(run.relative(h.pred_png), run.relative(h.true_png)) for h in heatmaps]
 
 
 def _galleries(folder: EvaluationDir, cfg: MistakesConfig, order: np.ndarray, issues_order: np.ndarray,
@@ -109,7 +135,8 @@ def run(cfg: MistakesConfig) -> MistakesResult:
     issues = find_label_issues(targets, probs)
     clear_folder(run_dir, folder.mistakes_dir)
     copies = _copy_mistakes(run_dir, folder, order, paths, targets, probs, classes)
-    _write_csv(folder, order, copies, paths, targets, probs, classes, issues.flags)
+    cams = _heatmaps(run_dir, folder, cfg, order, images, targets, probs, classes)
+    _write_csv(folder, order, copies, paths, targets, probs, classes, issues.flags, cams)
     _galleries(folder, cfg, order, issues.order, issues.suggested, images, targets, probs, classes)
     _print_summary(order, paths, targets, probs, classes, issues.flags)
     status(f"{len(order)} of {len(paths)} {cfg.split} images misclassified, {len(issues.order)} likely label "
@@ -138,7 +165,7 @@ def _run_multilabel(cfg: MistakesConfig, loaded: LoadedModel, run_dir: RunDir, f
         source = paths[item.index]
         destination = folder.mistakes_dir / "multi-label" / f"{rank:04d}_{safe_name(source.stem)}{source.suffix}"
         copy_file(source, destination)
-        copies.append(destination.relative_to(run_dir.root).as_posix())
+        copies.append(run_dir.relative(destination))
     header, rows = multilabel_mistake_rows(wrong, paths, copies, targets, probs, loaded.classes, loaded.threshold)
     write_csv(folder.mistakes_csv, header, rows)
     print_table(["rank", "missing", "extra", "loss", "file"],

@@ -3,12 +3,12 @@
 from imgclf.config.data import PrepareConfig, ShowConfig, StatsConfig
 from imgclf.config.fields import build_config, command_line, config_to_dict, load_config_file, opt
 from imgclf.config.label_issues import LabelIssuesConfig
-from imgclf.config.run import (DemoConfig, EnhanceConfig, EvaluateConfig, ExportConfig, InspectConfig,
-                               MistakesConfig, PredictConfig, ReportConfig)
+from imgclf.config.run import (CalibrateConfig, DemoConfig, EnhanceConfig, EvaluateConfig, ExplainConfig, ExportConfig,
+                               InspectConfig, MistakesConfig, PredictConfig, ReportConfig)
 from imgclf.config.train import TrainConfig
 
 __all__ = [
-    "DemoConfig", "EnhanceConfig", "EvaluateConfig", "ExportConfig", "InspectConfig", "LabelIssuesConfig",
-    "MistakesConfig", "PredictConfig", "PrepareConfig", "ReportConfig", "ShowConfig", "StatsConfig", "TrainConfig",
+    "CalibrateConfig", "DemoConfig", "EnhanceConfig", "EvaluateConfig", "ExplainConfig", "ExportConfig", "InspectConfig",
+    "LabelIssuesConfig", "MistakesConfig", "PredictConfig", "PrepareConfig", "ReportConfig", "ShowConfig", "StatsConfig", "TrainConfig",
     "build_config", "command_line", "config_to_dict", "load_config_file", "opt",
 ]

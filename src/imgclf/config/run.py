@@ -36,6 +36,22 @@ class EvaluateConfig(ModelOptions):
 
 
 @dataclass(frozen=True)
+class CalibrateConfig:
+    """Fit a temperature on held-out images so probabilities match observed accuracy; predict and evaluate use it."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
+    split: str = opt("val", "labelled split to fit on: val, or a split kept apart for calibration")
+    reset: bool = opt(False, "remove the temperature of --checkpoint instead (back to the uncalibrated "
+                             "probabilities)", switch=True)
+    checkpoint: Checkpoint = checkpoint_opt("best", "which weights to calibrate (the temperature is stored in them)")
+    batch_size: int = batch_size_opt()
+    device: Device = device_opt()
+    precision: Precision = precision_opt()
+    trust_model_code: bool = trust_model_code_opt()   # the logits come from PyTorch itself: no --backend
+
+
+@dataclass(frozen=True)
 class PredictConfig(ModelOptions):
     """Top-k classes with probabilities for image files or folders (RUN may be an export folder)."""
 
@@ -88,6 +104,33 @@ class MistakesConfig(ModelOptions):
     data: Path | None = opt(None, "data folder (default: the run's own)", positional=True)
     split: str = opt("val", "which labelled split to mine")
     gallery: int = opt(36, "how many of the worst mistakes the gallery PNG shows", min=0)
+    heatmaps: int = opt(48, "Grad-CAM heatmaps (predicted and true class) for the N worst mistakes; 0 = none", min=0)
+    layer: str = opt("auto", "Grad-CAM layer (auto = the deepest spatial feature map; see imgclf explain --help)")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Grad-CAM heatmaps: which part of each image drove the predicted class, and the true class where known."""
+
+    run: Path = opt(help="run folder written by imgclf train", positional=True)
+    images: tuple[Path, ...] = opt((), "image files or folders (default: the images of --split of --data)",
+                                   positional=True)
+    data: Path | None = opt(None, "data folder whose split is explained, and whose evaluation folder the "
+                                  "results go beside (default: the run's own)")
+    split: str | None = opt(None, "which labelled split to explain when no IMAGES are given (default: val)")
+    limit: int = opt(64, "explain at most N images (0 = all)", min=0)
+    layer: str = opt("auto", "module whose activations Grad-CAM weighs (auto = the deepest spatial feature map "
+                             "after the last convolution; names as imgclf inspect RUN lists them)")
+    gallery: int = opt(24, "how many images the gallery PNG shows", min=0)
+    checkpoint: Checkpoint = checkpoint_opt()
+    batch_size: int = batch_size_opt(32, "images per forward and backward pass (Grad-CAM runs in fp32)")
+    device: Device = device_opt()
+    trust_model_code: bool = trust_model_code_opt()
+
+    def check(self) -> list[str]:
+        if self.images and (self.split is not None or self.data is not None):
+            return ["--data/--split: not used with IMAGES (their class is their folder's name); leave them out"]
+        return []
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,12 @@ def list_split(data_root: Path, split: str, classes: list[str] | None = None) ->
 MANIFEST = "manifest.csv"
 
 
+def labels_from_folders(paths: list[Path], classes: list[str]) -> list[int]:
+    """The class index of each image from its parent folder's name (``<split>/<class>/x.png``); -1 where none."""
+    index = {name: i for i, name in enumerate(classes)}
+    return [index.get(p.parent.name, -1) for p in paths]
+
+
 def fingerprint_data(root: Path) -> tuple[str, str]:
     """(sha256, what was hashed) identifying a data folder's content.
 

@@ -54,7 +54,7 @@ def make_wrapper(loaded: LoadedModel) -> ExportWrapper:
     model = loaded.model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
     meta = loaded.meta
     return ExportWrapper(model, list(meta["mean"]), list(meta["std"]), loaded.output,
-                         float(meta.get("temperature") or 1.0)).eval()
+                         loaded.temperature).eval()
 
 
 def prepare_images(loaded: LoadedModel, images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def write_export(loaded: LoadedModel, runtime: str, folder: Path, check_images: 
             int8 = _quantize_in_place(path, loaded, int8_calibration, check_images, int8_labels, exported)
         info = ExportInfo(Path(folder), runtime, "int8" if int8 else "fp32", loaded.classes, loaded.img_size,
                           loaded.channels, list(meta["mean"]), list(meta["std"]), loaded.preprocess, loaded.output,
-                          float(meta.get("temperature") or 1.0), float(meta.get("threshold", 0.5)),
+                          loaded.temperature, float(meta.get("threshold", 0.5)),
                           {"model": meta["model"], "source": source, "exporter": exporter,
                            "parity": parity.as_dict(), **({"int8": int8} if int8 else {}),
                            "versions": {"imgclf": __version__, "torch": torch.__version__}})

@@ -23,6 +23,7 @@ from imgclf.errors import CheckpointError
 from imgclf.io import atomic_path
 
 META_KEY = "imgclf"
+TEMPERATURE_KEY = "temperature"   # calibration temperature in the metadata (imgclf calibrate); absent = 1
 LOW_SPACE_BYTES = 4 * 1024 * 1024   # a failed write with less free space than this is reported as disk full
 
 
@@ -46,12 +47,8 @@ def _write_errors_as_oserror(tmp: Path) -> Iterator[None]:
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        with _write_errors_as_oserror(tmp):
-            save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    _save_tensors(path, tensors, {META_KEY: json.dumps(meta)})
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -71,6 +68,55 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: metadata is not a JSON object")
     return tensors, meta
+
+
+def read_temperature(meta: dict[str, Any]) -> float:
+    """The calibration temperature of a checkpoint's metadata: the one accessor every reader uses (1.0 if none)."""
+    value = meta.get(TEMPERATURE_KEY)
+    return 1.0 if value is None else float(value)
+
+
+def check_temperature(meta: dict[str, Any]) -> str | None:
+    """A problem with the metadata's temperature (not a finite number > 0), or None."""
+    value = meta.get(TEMPERATURE_KEY)
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                         and 0 < value < float("inf")):
+        return None
+    return f"{TEMPERATURE_KEY!r} must be a finite number > 0, got {value!r}"[:120]
+
+
+def update_metadata(path: Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a weights file with ``changes`` merged into its imgclf metadata; returns the new metadata.
+
+    A value of None removes the key. The tensors are copied unchanged (same names, dtypes and
+    bytes), every other metadata entry is kept, and the file is replaced atomically: a crash
+    leaves the old file or the new one.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = dict(f.metadata() or {})
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        meta = json.loads(raw.get(META_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a valid safetensors checkpoint ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: metadata is not a JSON object")
+    meta.update(changes)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    raw[META_KEY] = json.dumps(meta)
+    _save_tensors(path, tensors, raw)
+    return meta
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        with _write_errors_as_oserror(tmp):
+            save_file(tensors, str(tmp), metadata=metadata)
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:

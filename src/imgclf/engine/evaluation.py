@@ -28,14 +28,14 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor,
-                    std: torch.Tensor, batch_size: int = 256, max_batches: int = 0,
-                    preprocess: Preprocess | None = None, tta_flip: bool = False,
-                    indices: torch.Tensor | None = None, output: str = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
-    """(probs (N, K) float32 CPU, targets (N,)) in source order (or of ``indices``); ``max_batches`` > 0 stops early."""
+def predict_logits(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor,
+                   std: torch.Tensor, batch_size: int = 256, max_batches: int = 0,
+                   preprocess: Preprocess | None = None, tta_flip: bool = False,
+                   indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, num_outputs) float32 CPU, targets) in source order (or of ``indices``); ``max_batches`` > 0 stops early."""
     model.eval()
     order = torch.arange(source.num_images) if indices is None else indices
-    probs, targets = [], []
+    logits_parts, targets = [], []
     for i, (images, batch_targets) in enumerate(source.batches(order, batch_size)):
         if max_batches and i >= max_batches:
             break
@@ -47,13 +47,29 @@ def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mea
             logits = model(x).float()
             if tta_flip:
                 logits = (logits + model(x.flip(3)).float()) / 2
-        probs.append(logits_to_probs(logits, output).cpu())
+        logits_parts.append(logits.cpu())
         targets.append(batch_targets)
-    if not probs:   # an empty shard
-        width = 2 if output == "sigmoid1" else num_outputs(model)
+    if not logits_parts:   # an empty shard
+        return torch.zeros((0, num_outputs(model))), torch.zeros(0, dtype=torch.long)
+    return torch.cat(logits_parts), torch.cat(targets)
+
+
+def predict_batches(model: nn.Module, source: BatchSource, runtime: Runtime, mean: torch.Tensor,
+                    std: torch.Tensor, batch_size: int = 256, max_batches: int = 0,
+                    preprocess: Preprocess | None = None, tta_flip: bool = False,
+                    indices: torch.Tensor | None = None, output: str = "softmax",
+                    temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs (N, K) float32 CPU, targets (N,)) in source order (or of ``indices``); ``max_batches`` > 0 stops early.
+
+    ``temperature`` divides the logits before the output's link function (calibration).
+    """
+    logits, targets = predict_logits(model, source, runtime, mean, std, batch_size, max_batches, preprocess,
+                                     tta_flip, indices)
+    if not len(logits):   # an empty shard
+        width = 2 if output == "sigmoid1" else logits.shape[1]
         return torch.zeros((0, width)), (torch.zeros((0, width)) if output == "multilabel"
                                           else torch.zeros(0, dtype=torch.long))
-    return torch.cat(probs), torch.cat(targets)
+    return logits_to_probs(logits, output, temperature), targets
 
 
 def num_outputs(model: nn.Module) -> int:

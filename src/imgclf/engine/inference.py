@@ -14,15 +14,16 @@ import torch
 from torch import nn
 
 from imgclf.analysis.enhance import make_preprocess
+from imgclf.analysis.saliency import CamSetup, resolve_layer
 from imgclf.artifacts import RunDir
 from imgclf.console import warn
 from imgclf.data.folders import expand_paths, list_split
 from imgclf.data.loading import load_images
 from imgclf.data.multilabel import multi_hot, read_labels_csv
 from imgclf.data.sources import TensorSource
-from imgclf.engine.checkpoint import load_weights
+from imgclf.engine.checkpoint import check_temperature, load_weights, read_temperature
 from imgclf.data.transforms import Preprocess
-from imgclf.engine.evaluation import predict_batches
+from imgclf.engine.evaluation import predict_batches, predict_logits
 from imgclf.engine.runtime import Runtime, configure_threads, resolve_runtime
 from imgclf.errors import CheckpointError, ImgclfError
 from imgclf.models.registry import Trust, check_trusted, create_model
@@ -59,6 +60,7 @@ class LoadedModel:
     output = property(lambda self: str(self.meta.get("output", "softmax")))   # see imgclf.models.outputs
     multi_label = property(lambda self: self.output == "multilabel")
     threshold = property(lambda self: float(self.meta.get("threshold", 0.5)))   # multi-label decision
+    temperature = property(lambda self: read_temperature(self.meta))   # imgclf calibrate; 1.0 if none
     data_root = property(lambda self: Path(self.meta["data"]) if self.meta.get("data") else None)
     device = property(lambda self: self.runtime.device)
 
@@ -90,6 +92,8 @@ def check_meta(meta: dict[str, Any], path: Path) -> None:
     for key in ("preprocess", "output"):
         if not isinstance(meta.get(key, ""), str):
             problems.append(f"{key!r} is not a string")
+    if (problem := check_temperature(meta)) is not None:
+        problems.append(problem)
     if problems:
         raise CheckpointError(f"{path}: metadata is not usable ({'; '.join(problems)})")
 
@@ -188,8 +192,19 @@ def load_run_model(run_dir: Path, which: str = "best", device: str = "auto", pre
     return loaded
 
 
+def load_cam_setup(run_dir: Path, which: str = "best", device: str = "auto", layer: str = "auto",
+                   trust_model_code: Trust = False) -> tuple[LoadedModel, CamSetup]:
+    """The run's weights unfused in fp32 (module names as ``imgclf inspect`` shows them) and the Grad-CAM layer."""
+    loaded = load_run_model(run_dir, which, device, "fp32", fused=False, trust_model_code=trust_model_code)
+    sample = torch.zeros(1, loaded.channels, loaded.img_size, loaded.img_size, device=loaded.device)
+    name = resolve_layer(loaded.model, layer, sample)
+    return loaded, CamSetup(loaded.model, name, loaded.device, loaded.mean, loaded.std, loaded.preprocess_fn,
+                            loaded.output)
+
+
 def predict_probs(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 256, tta_flip: bool = False) -> torch.Tensor:
-    """(N, K) float32 CPU probabilities of uint8 images (N, C, S, S) at the run's size, on the chosen backend."""
+    """(N, K) float32 CPU probabilities of uint8 images (N, C, S, S) at the run's size, on the chosen backend
+    (divided by the run's calibration temperature, if it has one)."""
     if not loaded.backend_ready:
         from imgclf.deploy.backends import choose_backend
 
@@ -204,7 +219,8 @@ def torch_probs(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 256
     """The torch backend: the model in eager mode through the same batching as training's evaluation."""
     source = TensorSource(images, torch.zeros(images.shape[0], dtype=torch.long))
     probs, _ = predict_batches(loaded.model, source, loaded.runtime, loaded.mean, loaded.std, batch_size,
-                               preprocess=loaded.preprocess_fn, tta_flip=tta_flip, output=loaded.output)
+                               preprocess=loaded.preprocess_fn, tta_flip=tta_flip, output=loaded.output,
+                               temperature=loaded.temperature)
     return probs
 
 
@@ -214,6 +230,14 @@ def data_folder(loaded: LoadedModel, data_root: Path | None) -> Path:
     if root is None:
         raise ImgclfError("no data folder: pass DATA")
     return Path(root).resolve()
+
+
+def predict_raw_logits(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """(N, num_outputs) float32 CPU logits before any temperature (what calibration fits on)."""
+    source = TensorSource(images, torch.zeros(images.shape[0], dtype=torch.long))
+    logits, _ = predict_logits(loaded.model, source, loaded.runtime, loaded.mean, loaded.std, batch_size,
+                               preprocess=loaded.preprocess_fn)
+    return logits
 
 
 def load_split(loaded: LoadedModel, data_root: Path | None, split: str) -> tuple[list[Path], torch.Tensor, torch.Tensor]:

@@ -6,6 +6,9 @@ logits into probabilities the same way:
 * ``softmax``:   K logits, one class per image (cross-entropy, ``--loss ce``).
 * ``sigmoid1``:  one logit for two classes (``--loss bce``); probabilities ``[1 - p, p]``.
 * ``multilabel``: K logits, each label independent (sigmoid + BCE, ``--multi-label``).
+
+A calibration temperature T (``imgclf calibrate``) divides the logits before the link function,
+for every kind alike.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ PROBABILITIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def logits_to_probs(logits: torch.Tensor, output_kind: str = "softmax") -> torch.Tensor:
-    """(N, K) probabilities of a model's logits for its output kind (``meta["output"]``)."""
+def logits_to_probs(logits: torch.Tensor, output_kind: str = "softmax", temperature: float = 1.0) -> torch.Tensor:
+    """(N, K) probabilities of a model's logits (divided by ``temperature``) for its output kind."""
+    if temperature != 1.0:
+        logits = logits.float() / temperature
     return PROBABILITIES[output_kind](logits)

@@ -19,6 +19,7 @@ MAX_MISTAKES_SHOWN = 48
 MAX_LABEL_ERRORS_SHOWN = 24
 MAX_ENHANCE_FIGURES_SHOWN = 12
 MAX_PAIRS_SHOWN = 15
+HEATMAP_SIDE_PX = 112
 PROB_PREFIX = "prob_"
 
 
@@ -56,12 +57,27 @@ def _card(data: RunData, row: Row) -> Markup:
                if thumb else Markup('<div class="noimg">image not available</div>'))
     flag = Markup('<span class="badge">likely label error</span>') if _is_label_issue(row) else M.EMPTY
     loss = to_float(row.get("loss"))
-    return Markup('<div class="shot">{}<div class="meta">'
+    return Markup('<div class="shot">{}{}<div class="meta">'
                   '<div class="pair"><span class="t">{}</span> → <span class="pr">{}</span></div>{}'
                   '<div class="small">#{} · loss {}{}</div>'
                   '<div class="fname" title="{}">{}</div></div></div>').format(
-        picture, row.get("true", ""), row.get("predicted", ""), _prob_bars(row), row.get("rank", ""),
-        M.fmt_num(loss), flag, row.get("path", ""), name)
+        picture, heatmap_strip(data, row), row.get("true", ""), row.get("predicted", ""), _prob_bars(row),
+        row.get("rank", ""), M.fmt_num(loss), flag, row.get("path", ""), name)
+
+
+def heatmap_strip(data: RunData, row: Row) -> Markup:
+    """The Grad-CAM overlays of a row (``heatmap_predicted``, ``heatmap_true``) side by side, each named by its class."""
+    cells = []
+    right = row.get("predicted") == row.get("true")
+    for key, name, tone in (("heatmap_predicted", row.get("predicted", ""), "t" if right else "pr"),
+                            ("heatmap_true", row.get("true", ""), "t")):
+        path = inside_run(data.run, row.get(key) or "")
+        thumb = M.thumbnail_bytes(path, HEATMAP_SIDE_PX) if path else None
+        if thumb and name:
+            cells.append(Markup('<div class="cam">{}<span class="{}">where it sees {}</span></div>').format(
+                M.img(thumb, f"Grad-CAM heatmap for class {name}"), tone, name))
+    layout = "cams" if len(cells) > 1 else "cams one"
+    return Markup('<div class="{}">{}</div>').format(layout, M.join(cells)) if cells else M.EMPTY
 
 
 def _is_label_issue(row: Row) -> bool:
@@ -108,10 +124,15 @@ def mistakes_section(data: RunData, run_arg: str) -> Markup:
     csv_name = str(data.run.mistakes_csv.relative_to(data.run.root))
     body = _shown_note(len(shown), len(rows), "misclassified images, highest loss first", csv_name)
     body += _pairs_table(rows)
+    if not any(r.get("heatmap_predicted") for r in shown):
+        body += M.note(Markup("No Grad-CAM heatmaps yet: {} draws where the model looks for the predicted and for "
+                              "the true class.").format(M.code(M.command_for("mistakes", run_arg, " --heatmaps 48"))),
+                       "hint")
     body += _gallery([_card(data, r) for r in shown])
     return section("mistakes", "Mistakes", body,
-                   f"{len(rows):,} misclassified images. Each card: the image, true → predicted class, "
-                   "the top class probabilities (true class outlined) and the loss.")
+                   f"{len(rows):,} misclassified images. Each card: the image, the Grad-CAM heatmaps of the "
+                   "predicted and of the true class (red = the regions that raise that class's score), true → "
+                   "predicted class, the top class probabilities (true class outlined) and the loss.")
 
 
 def label_errors_section(data: RunData, run_arg: str) -> Markup:

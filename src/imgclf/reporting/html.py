@@ -12,7 +12,7 @@ from importlib import resources
 
 from markupsafe import Markup
 
-from imgclf.reporting import dataquality, evaluations, galleries, sections
+from imgclf.reporting import calibration, dataquality, evaluations, galleries, saliency, sections
 from imgclf.reporting import markup as M
 from imgclf.reporting.rundata import RunData
 
@@ -26,8 +26,10 @@ SECTIONS: tuple[tuple[str, str, SectionFn], ...] = (
     ("evaluations", "Evaluations", evaluations.evaluations_section),
     ("confusion", "Confusion matrix", sections.confusion_section),
     ("per-class", "Per-class metrics", sections.per_class_section),
+    ("calibration", "Calibration", calibration.calibration_section),
     ("mistakes", "Mistakes", galleries.mistakes_section),
     ("label-errors", "Label errors", galleries.label_errors_section),
+    ("explain", "Where it looks", saliency.explain_section),
     ("enhance", "Enhancement", galleries.enhance_section),
     ("label-issues", "Label issues", dataquality.label_issues_section),
     ("near-duplicates", "Near-duplicates", dataquality.near_duplicates_section),

@@ -226,4 +226,45 @@ def plot_roc_curve(fpr: np.ndarray, tpr: np.ndarray, auc_value: float, positive:
            ylabel=f"true positive rate (positive class: {positive})", title=f"ROC curve ({len(fpr) - 1} thresholds)")
     ax.legend(loc="lower right")
     write_bytes(path, figure_png(fig))
+
+
+# --------------------------------------------------------------------------- reliability diagram
+
+def reliability_figure(bins: Sequence[Mapping[str, Any]], ece: float | None = None,
+                       title: str = "Reliability diagram") -> Figure:
+    """Accuracy against mean confidence per bin (bars; the diagonal is perfect calibration), counts below.
+
+    ``bins`` are the rows of :meth:`imgclf.analysis.calibration.ReliabilityBins.rows`.
+    """
+    plt = pyplot()
+    lower = np.array([float(b.get("lower", 0.0)) for b in bins])
+    upper = np.array([float(b.get("upper", 0.0)) for b in bins])
+    counts = np.array([float(b.get("count", 0.0)) for b in bins])
+    accuracy = np.array([float(b.get("accuracy", 0.0)) for b in bins])
+    confidence = np.array([float(b.get("confidence", 0.0)) for b in bins])
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True, constrained_layout=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    width, used = upper - lower, counts > 0
+    ax.bar(lower[used], accuracy[used], width=width[used], align="edge", color="#4c78a8", edgecolor="white",
+           label="accuracy")
+    gap_low, gap_high = np.minimum(accuracy, confidence), np.maximum(accuracy, confidence)
+    ax.bar(lower[used], (gap_high - gap_low)[used], bottom=gap_low[used], width=width[used], align="edge",
+           color="#e45756", alpha=0.35, edgecolor="#e45756", hatch="//", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#444444", linewidth=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy in bin",
+           title=title + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    ax.legend(loc="upper left", fontsize=8)
+    ax_n.bar(lower, counts, width=width, align="edge", color="#9d9d9d", edgecolor="white")
+    ax_n.set(xlabel="confidence (top-label probability)", ylabel="images")
+    return fig
+
+
+def render_reliability_diagram(bins: Sequence[Mapping[str, Any]], ece: float | None = None) -> bytes:
+    """PNG bytes of :func:`reliability_figure`."""
+    return figure_png(reliability_figure(bins, ece))
+
+
+def plot_reliability_diagram(bins: Sequence[Mapping[str, Any]], path: str | Path, ece: float | None = None) -> Path:
+    """Write the reliability diagram PNG to ``path`` atomically."""
+    write_bytes(path, render_reliability_diagram(bins, ece))
     return Path(path)

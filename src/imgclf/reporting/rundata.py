@@ -28,6 +28,16 @@ class Evaluation:
 
 
 @dataclass
+class Explained:
+    """One explain/ folder: its explain.csv rows and explain.json (None if unreadable)."""
+
+    folder: EvaluationDir
+    rows: list[Row]
+    info: dict[str, Any] | None
+    relative: str                 # the evaluation folder inside the run ("." for the run's own)
+
+
+@dataclass
 class RunData:
     """Everything the report shows, as read from one run folder."""
 
@@ -37,8 +47,10 @@ class RunData:
     metrics: list[Row] | None = None
     summary: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
     mistakes: list[Row] | None = None
     enhance_summary: list[Row] | None = None
+    explained: list[Explained] = field(default_factory=list)   # every explain/ folder, newest first
     enhance_figures: list[Path] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
@@ -96,9 +108,11 @@ def load_run(root: str | Path) -> RunData:
     data.classes = _expect(_read_json(run.classes_json, problems), list, run.classes_json.name, problems)
     data.summary = _expect(_read_json(run.summary_json, problems), dict, run.summary_json.name, problems)
     data.evaluation = _expect(_read_json(run.evaluation_json, problems), dict, run.evaluation_json.name, problems)
+    data.calibration = _expect(_read_json(run.calibration_json, problems), dict, run.calibration_json.name, problems)
     data.metrics = _read_csv(run.metrics_csv, problems)
     data.mistakes = _read_csv(run.mistakes_csv, problems)
     data.enhance_summary = _read_csv(run.enhance_summary_csv, problems)
+    data.explained = _read_explained(run, problems)
     if run.enhance_figures_dir.is_dir():
         data.enhance_figures = sorted(p for p in run.enhance_figures_dir.glob("*.png") if p.is_file())
     data.evaluations = _read_evaluations(run, data.evaluation, problems)
@@ -119,6 +133,22 @@ def _read_evaluations(run: RunDir, own: dict[str, Any] | None, problems: dict[st
         problems.update({name: text.replace(folder.evaluation_json.name, name, 1) for text in unreadable.values()})
         found.append(Evaluation(folder, summary, relative))
     return found
+
+
+def _read_explained(run: RunDir, problems: dict[str, str]) -> list[Explained]:
+    """Every explain/ folder (the run's own and under evaluations/), the most recently written first."""
+    folders = [run] + ([EvaluationDir(p) for p in sorted(run.evaluations_dir.iterdir()) if p.is_dir()]
+                       if run.evaluations_dir.is_dir() else [])
+    found = []
+    for folder in folders:
+        if not folder.explain_csv.is_file():
+            continue
+        relative = folder.root.relative_to(run.root).as_posix()
+        rows = _read_csv(folder.explain_csv, problems)
+        info = _expect(_read_json(folder.explain_json, problems), dict, folder.explain_json.name, problems)
+        if rows is not None:
+            found.append(Explained(folder, rows, info, relative))
+    return sorted(found, key=lambda e: -e.folder.explain_csv.stat().st_mtime)
 
 
 def inside_run(run: RunDir, relative: str) -> Path | None:

@@ -32,7 +32,7 @@ def _problems(data: RunData, *names: str) -> Markup:
     return M.join(M.problem(data.problems[n]) for n in names if n in data.problems)
 
 
-def _card(label: str, value: str, detail: str = "") -> Markup:
+def metric_card(label: str, value: str, detail: str = "") -> Markup:
     small = Markup("<small>{}</small>").format(detail) if detail else M.EMPTY
     return Markup('<div class="card"><span>{}</span><strong>{}</strong>{}</div>').format(label, value, small)
 
@@ -42,25 +42,25 @@ def _metric_cards(data: RunData) -> list[Markup]:
     best, final = summary.get("best") or {}, summary.get("final") or {}
     cards = []
     if best:
-        cards.append(_card("best val accuracy", M.fmt_pct(to_float(best.get("val_acc"))),
+        cards.append(metric_card("best val accuracy", M.fmt_pct(to_float(best.get("val_acc"))),
                            f"step {M.fmt_num(to_float(best.get('step')))}, epoch {M.fmt_num(to_float(best.get('epoch')), 2)}"))
     if final:
-        cards.append(_card("final val accuracy", M.fmt_pct(to_float(final.get("val_acc"))),
+        cards.append(metric_card("final val accuracy", M.fmt_pct(to_float(final.get("val_acc"))),
                            f"val loss {M.fmt_num(to_float(final.get('val_loss')))}"))
     if ev:
-        cards.append(_card(f"evaluated accuracy ({ev.get('split', 'val')}{_optimistic(ev)})",
+        cards.append(metric_card(f"evaluated accuracy ({ev.get('split', 'val')}{_optimistic(ev)})",
                            M.fmt_pct(to_float(ev.get("accuracy"))),
                            f"macro F1 {M.fmt_num(to_float(ev.get('macro_f1')))}, {ev.get('checkpoint', '')} weights"))
         held_out = _held_out(data, ev.get("checkpoint"))
         if held_out:
-            cards.append(_card("test accuracy (held out)", M.fmt_pct(to_float(held_out.get("accuracy"))),
+            cards.append(metric_card("test accuracy (held out)", M.fmt_pct(to_float(held_out.get("accuracy"))),
                                f"{M.fmt_num(to_float(held_out.get('num_images')))} images, "
                                f"{held_out.get('checkpoint', '')} weights"))
         if to_float(ev.get("roc_auc")) is not None:
-            cards.append(_card("ROC AUC", M.fmt_num(to_float(ev.get("roc_auc"))), "two classes"))
-    cards.append(_card("classes", str(len(data.class_names) or "–")))
+            cards.append(metric_card("ROC AUC", M.fmt_num(to_float(ev.get("roc_auc"))), "two classes"))
+    cards.append(metric_card("classes", str(len(data.class_names) or "–")))
     if summary:
-        cards.append(_card("training time", M.fmt_seconds(to_float(summary.get("train_time_s"))),
+        cards.append(metric_card("training time", M.fmt_seconds(to_float(summary.get("train_time_s"))),
                            f"{summary.get('device', '')} · {summary.get('precision', '')}"))
     return cards
 
