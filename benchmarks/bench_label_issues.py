@@ -6,9 +6,10 @@
 Fold training: the real ``imgclf.training.folds.out_of_fold_probs`` on the prepared digits' train
 split (small_cnn, 32 px), ``jobs=1`` (one process, every core's thread) and ``jobs=cores`` (one
 process per core, one thread each), side by side in this process, alternating, median of the
-repeats. Near-duplicates: ``imgclf.data.neardup.near_pairs`` at radius 4 on 100,000 uniformly
-random hashes and on 100,000 clustered ones (the pHashes of the 1,797 real digits, each copied
-with up to 2 random bits flipped: large buckets, many true pairs).
+repeats. Near-duplicates: ``near_pairs`` and the whole ``near_duplicate_groups`` (what prepare
+calls) at radius 4 on 100,000 uniformly random hashes and on 100,000 clustered ones (the pHashes
+of the 1,797 real digits, each copied with up to 2 random bits flipped: large buckets, many true
+pairs, one giant group).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def time_pairs(n: int) -> dict[str, object]:
     from sklearn.datasets import load_digits
     from PIL import Image
 
-    from imgclf.data.neardup import near_pairs, perceptual_hash
+    from imgclf.data.neardup import near_duplicate_groups, near_pairs, perceptual_hash
 
     rng = np.random.default_rng(0)
     uniform = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) << np.uint64(1)
@@ -74,18 +75,28 @@ def time_pairs(n: int) -> dict[str, object]:
     out = {}
     for name, hashes in (("uniform", uniform), ("clustered digits", clustered)):
         started = time.perf_counter()
-        pairs = near_pairs(hashes, 4)
-        out[name] = {"seconds": round(time.perf_counter() - started, 2), "pairs": int(len(pairs))}
+        pairs = near_pairs(np.unique(hashes), 4)
+        pairs_s = time.perf_counter() - started
+        started = time.perf_counter()
+        groups = near_duplicate_groups([f"{h:016x}" for h in hashes.tolist()], 4)
+        out[name] = {"distinct_hashes": int(len(np.unique(hashes))), "pairs_of_distinct": int(len(pairs)),
+                     "near_pairs_s": round(pairs_s, 2), "groups": len(groups),
+                     "near_duplicate_groups_s": round(time.perf_counter() - started, 2)}
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 folds, 1 epoch, 1 repeat, 10,000 hashes")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    if args.quick:
+        args.folds, args.epochs, args.repeats = 2, 1, 1
     result = {"machine": machine(), "load_average_at_start": os.getloadavg()[0],
               "near_pairs": time_pairs(10_000 if args.quick else 100_000),
-              "folds": time_folds(1 if args.quick else 3, 2 if args.quick else 5, 1 if args.quick else 2)}
+              "folds": time_folds(args.epochs, args.folds, args.repeats)}
     print(json.dumps(result, indent=2))
 
 

@@ -45,6 +45,15 @@ def test_folds_are_stratified_and_seeded() -> None:
     assert not np.array_equal(folds, assign_folds(targets, 3, seed=1))
 
 
+def test_auto_jobs_keep_four_cores_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgclf.commands import label_issues
+
+    for cores, expected in ((2, 1), (8, 2), (64, 5)):
+        monkeypatch.setattr(label_issues, "available_cores", lambda cores=cores: cores)
+        assert label_issues.resolve_jobs(0, 5, "cpu") == expected
+    assert label_issues.resolve_jobs(3, 2, "cpu") == 2   # never more processes than folds
+
+
 def test_label_issues_in_parallel_folds_match_cleanlab(noisy_data: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from cleanlab.filter import find_label_issues as cleanlab_find_label_issues

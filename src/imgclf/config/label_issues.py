@@ -22,8 +22,8 @@ class LabelIssuesConfig:
                                  "and train the folds with the run's model, image size and channels")
     out: Path | None = opt(None, "without --run: the folder to write (default: a new runs/label-issues-N)")
     folds: int = opt(5, "K: models trained, each on all folds but one", min=2)
-    jobs: int = opt(0, "folds trained at the same time, in separate processes; 0 = auto (one per CPU core, "
-                       "up to K; 1 on a GPU)", min=0)
+    jobs: int = opt(0, "folds trained at the same time, in separate processes, sharing the cores; 0 = auto "
+                       "(one per 4 CPU cores, up to K; 1 on a GPU)", min=0)
     model: str = opt("", "model of the fold models (default: the --run's, else resnet18)")
     img_size: int = opt(0, "resolution in pixels (default: the --run's, else from the data)", min=0, max=1024)
     channels: Literal["auto", "rgb", "gray"] = opt("auto", "auto = the --run's, else rgb")
