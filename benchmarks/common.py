@@ -81,7 +81,9 @@ def machine() -> dict[str, Any]:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": cores, "gpu": gpu, "python": platform.python_version(),
+    from imgclf.machine import describe_cpu
+
+    return {"cpu": describe_cpu(), "cpu_model": cpu, "cores": cores, "gpu": gpu, "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads_default": torch.get_num_threads(),
             "bf16_cpu_flags": [f for f in ("avx512_bf16", "amx_bf16") if f in flags.split()],
             "imgclf_runtime": resolve_runtime("auto", "auto").describe(),

@@ -14,6 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Measurements cached per machine (precision probes, backend choices) go to a fresh folder, not ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder
+
+
 CLASS_COLOURS = {"circle": (220, 40, 40), "square": (40, 180, 60), "cross": (40, 70, 220),
                  "triangle": (200, 180, 30)}
 

@@ -27,7 +27,7 @@ def overconfident_run(root: Path, per_class: int, epochs: int, seed: int = 0) ->
     imgclf.prepare(root / "raw", root / "data", val=0.42, test=0.42, seed=seed)
     imgclf.train(root / "data", out=root / "run", model="small_cnn", img_size=16, channels="gray", epochs=epochs,
                  batch_size=16, optimizer="adam", lr=0.003, weight_decay=0.0, label_smoothing=0.0,
-                 scheduler="constant", warmup_epochs=0, crop_padding=0, seed=seed)
+                 scheduler="constant", warmup_steps=0, crop_padding=0, seed=seed)
     return root / "run"
 
 

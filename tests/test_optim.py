@@ -45,7 +45,7 @@ def torch_epoch_lrs(make: callable, epochs: int, spe: int, metrics: list[float] 
 
 def test_chained_exponential_multistep_equals_pytorch_chain() -> None:
     ours = create_schedule("exponential,multistep", ["exponential:gamma=0.9", "multistep:milestones=3|6,gamma=0.1"],
-                           steps_per_epoch=2, epochs=10, warmup_epochs=0)
+                           steps_per_epoch=2, epochs=10, warmup_steps=0)
     theirs = torch_epoch_lrs(lambda o: S.ChainedScheduler([S.ExponentialLR(o, 0.9), S.MultiStepLR(o, [3, 6], 0.1)]),
                              10, 2)
     assert run_schedule(ours, 2, 10) == pytest.approx(theirs, rel=1e-12)
@@ -58,19 +58,19 @@ def test_chained_exponential_multistep_equals_pytorch_chain() -> None:
      lambda o: S.ChainedScheduler([S.StepLR(o, 2, 0.5), S.ExponentialLR(o, 0.8)])),
 ])
 def test_epoch_schedulers_equal_pytorch(chain: str, args: list[str], make: callable) -> None:
-    ours = create_schedule(chain, args, steps_per_epoch=3, epochs=8, warmup_epochs=0)
+    ours = create_schedule(chain, args, steps_per_epoch=3, epochs=8, warmup_steps=0)
     assert run_schedule(ours, 3, 8) == pytest.approx(torch_epoch_lrs(make, 8, 3), rel=1e-12)
 
 
 def test_plateau_reduces_like_pytorch() -> None:
     metrics = [1.0, 0.9, 0.95, 0.95, 0.96, 0.97, 0.5, 0.6, 0.7, 0.8]
-    ours = create_schedule("plateau", ["plateau:patience=1,factor=0.5"], steps_per_epoch=2, epochs=10, warmup_epochs=0)
+    ours = create_schedule("plateau", ["plateau:patience=1,factor=0.5"], steps_per_epoch=2, epochs=10, warmup_steps=0)
     theirs = torch_epoch_lrs(lambda o: S.ReduceLROnPlateau(o, "min", factor=0.5, patience=1), 10, 2, metrics)
     assert run_schedule(ours, 2, 10, metrics) == pytest.approx(theirs, rel=1e-12)
 
 
 def test_onecycle_per_step_equals_pytorch() -> None:
-    ours = create_schedule("onecycle", ["onecycle:pct_start=0.25"], steps_per_epoch=5, epochs=4, warmup_epochs=1)
+    ours = create_schedule("onecycle", ["onecycle:pct_start=0.25"], steps_per_epoch=5, epochs=4, warmup_steps=5)
     param = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=BASE_LR)
     sched = S.OneCycleLR(opt, max_lr=BASE_LR, total_steps=20, pct_start=0.25, cycle_momentum=False)
@@ -83,7 +83,7 @@ def test_onecycle_per_step_equals_pytorch() -> None:
 
 
 def test_default_warmup_cosine_matches_the_closed_form() -> None:
-    ours = run_schedule(create_schedule("cosine", [], steps_per_epoch=4, epochs=10, warmup_epochs=1), 4, 10)
+    ours = run_schedule(create_schedule("cosine", [], steps_per_epoch=4, epochs=10, warmup_steps=4), 4, 10)
     spec = ScheduleSpec("cosine", total_epochs=10, warmup_epochs=1)
     assert ours == pytest.approx([BASE_LR * lr_factor(s / 4, spec) for s in range(40)], abs=1e-12)
     assert ours[0] == pytest.approx(BASE_LR / 10) and ours[4] == pytest.approx(BASE_LR)
@@ -92,7 +92,7 @@ def test_default_warmup_cosine_matches_the_closed_form() -> None:
 def test_schedule_state_survives_weights_only_and_resumes_the_same_curve() -> None:
     def make() -> LRSchedule:
         return create_schedule("exponential,plateau", ["exponential:gamma=0.9", "plateau:patience=0"],
-                               steps_per_epoch=3, epochs=6, warmup_epochs=1)
+                               steps_per_epoch=3, epochs=6, warmup_steps=3)
     metrics = [1.0, 1.1, 1.2, 0.5, 0.6, 0.7]
     full = run_schedule(make(), 3, 6, metrics)
     first = make()

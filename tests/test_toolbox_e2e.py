@@ -150,7 +150,7 @@ def test_bce_single_logit_two_classes_and_balanced_sampler(tmp_path: Path) -> No
 def test_chained_schedule_early_stopping_and_lbfgs_from_the_cli(split_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert imgclf.cli.main(["train", str(split_data), "--out", str(run), *FAST, "--epochs", "4",
-                            "--scheduler", "exponential,multistep", "--warmup-epochs", "0",
+                            "--scheduler", "exponential,multistep", "--warmup-steps", "0",
                             "--sched-args", "exponential:gamma=0.5", "multistep:milestones=2,gamma=0.1",
                             "--patience", "1", "--early-stop-metric", "val_acc", "--lr", "1e-9"]) == 0
     rows = metrics(run)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "stats": Command(C.StatsConfig, "imgclf.commands.stats", "class counts, image sizes, mean/std"),
     "show": Command(C.ShowConfig, "imgclf.commands.show", "a grid PNG of random samples"),
     "train": Command(C.TrainConfig, "imgclf.commands.train", "train a classifier, write a run folder"),
+    "lr-find": Command(C.LrFindConfig, "imgclf.commands.lr_find", "learning-rate range test: loss vs lr, a suggested lr"),
     "evaluate": Command(C.EvaluateConfig, "imgclf.commands.evaluate", "metrics, confusion matrix, predictions.csv"),
     "mistakes": Command(C.MistakesConfig, "imgclf.commands.mistakes", "collect and rank misclassified images"),
     "explain": Command(C.ExplainConfig, "imgclf.commands.explain", "Grad-CAM heatmaps: where the model looks"),

@@ -24,6 +24,8 @@ from imgclf.engine.runtime import resolve_device
 from imgclf.errors import ImgclfError
 from imgclf.io import read_json, write_csv, write_json
 from imgclf.models.registry import check_trusted
+from imgclf.training import recipe as rules
+from imgclf.training.fit import steps_per_epoch
 from imgclf.training.folds import FoldResult, FoldTraining, assign_folds, available_cores, out_of_fold_probs
 
 TABLE_ROWS = 10
@@ -52,7 +54,7 @@ class Plan:
 
 def plan(cfg: LabelIssuesConfig) -> Plan:
     """Resolve --run (its data, model, size, channels as defaults) or --out."""
-    defaults: dict[str, Any] = {"model": "resnet18", "img_size": 0, "channels": 3}
+    defaults: dict[str, Any] = {"model": "auto", "img_size": 0, "channels": 3}
     run = RunDir(cfg.run) if cfg.run is not None else None
     data = cfg.data
     if run is not None:
@@ -63,7 +65,8 @@ def plan(cfg: LabelIssuesConfig) -> Plan:
         data = data or run.own_data()
         saved = read_json(run.config_json)
         derived = saved.get("derived", {})
-        defaults = {"model": saved.get("model", "resnet18"), "img_size": int(derived.get("img_size", 0)),
+        model = derived.get("recipe", {}).get("model") or saved.get("model", "resnet18")
+        defaults = {"model": model, "img_size": int(derived.get("img_size", 0)),
                     "channels": int(derived.get("channels", 3))}
         if not cfg.model:   # a model the run's config names, not one typed here: its code needs consent
             check_trusted(defaults["model"], cfg.trust_model_code, str(run.config_json))
@@ -84,14 +87,23 @@ def _out_folder(cfg: LabelIssuesConfig) -> Path:
     return cfg.out
 
 
-def fold_training(cfg: LabelIssuesConfig, p: Plan, num_classes: int, img_size: int, mean: list[float],
-                  std: list[float]) -> FoldTraining:
+def fold_model(model: str, img_size: int, num_train: int) -> str:
+    """``auto``: the model ``imgclf train --model auto`` would pick for one fold's training images."""
+    return rules.choose_model(img_size, num_train) if model == "auto" else model
+
+
+def fold_training(cfg: LabelIssuesConfig, p: Plan, num_classes: int, num_images: int, img_size: int,
+                  mean: list[float], std: list[float]) -> FoldTraining:
     """The fold models train as ``imgclf train`` does by default, with the few settings given here."""
     base = TrainConfig()
+    num_train = (cfg.folds - 1) * num_images // cfg.folds
+    steps = steps_per_epoch(num_train, cfg.batch_size) * cfg.epochs
+    lr = cfg.lr if cfg.lr != "auto" else rules.recipe_lr(rules.RunFacts(img_size, num_train, cfg.batch_size, steps))
     return FoldTraining(
-        model=p.model, num_classes=num_classes, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        momentum=base.momentum, nesterov=base.nesterov, weight_decay=base.weight_decay,
-        label_smoothing=base.label_smoothing, warmup_epochs=base.warmup_epochs,
+        model=fold_model(p.model, img_size, num_train), num_classes=num_classes, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, lr=float(lr), momentum=base.momentum, nesterov=base.nesterov,
+        weight_decay=base.weight_decay, label_smoothing=base.label_smoothing,
+        warmup_steps=rules.recipe_warmup_steps(steps),
         crop_padding=img_size // 8 if base.crop_padding < 0 else base.crop_padding, hflip=base.hflip,
         mean=tuple(mean), std=tuple(std), seed=cfg.seed, device=cfg.device, precision=cfg.precision)
 
@@ -128,10 +140,10 @@ def run(cfg: LabelIssuesConfig) -> LabelIssuesResult:
         raise ImgclfError(f"{p.data}/{cfg.split}: {len(paths)} images are too few for {cfg.folds} folds; "
                           f"lower --folds")
     mean, std = channel_stats(images)
-    spec = fold_training(cfg, p, len(classes), img_size, mean, std)
+    spec = fold_training(cfg, p, len(classes), len(paths), img_size, mean, std)
     folds = assign_folds(targets, cfg.folds, cfg.seed)
     jobs = resolve_jobs(cfg.jobs, cfg.folds, cfg.device)
-    status(f"training {cfg.folds} {p.model} models on {cfg.folds - 1}/{cfg.folds} of {len(paths)} {cfg.split} "
+    status(f"training {cfg.folds} {spec.model} models on {cfg.folds - 1}/{cfg.folds} of {len(paths)} {cfg.split} "
            f"images each ({len(classes)} classes, {img_size}px, {cfg.epochs} epochs), {jobs} at a time")
 
     def report_fold(result: FoldResult) -> None:
@@ -144,7 +156,8 @@ def run(cfg: LabelIssuesConfig) -> LabelIssuesResult:
         clear_folder(p.run, p.files.root)
     write_results(p.files, paths, targets, classes, probs, folds, issues)
     _gallery(p.files, cfg.gallery, images, issues, probs, targets, classes)
-    summary = _summary(cfg, p, classes, img_size, jobs, results, probs, targets, issues, time.perf_counter() - started)
+    summary = _summary(cfg, p, spec, classes, img_size, jobs, results, probs, targets, issues,
+                       time.perf_counter() - started)
     write_json(p.files.summary_json, summary)
     _print_summary(paths, targets, classes, probs, issues)
     status(f"{int(issues.flags.sum())} of {len(paths)} {cfg.split} images flagged as likely label errors "
@@ -178,12 +191,12 @@ def _gallery(files: LabelIssueFiles, count: int, images: torch.Tensor, issues: L
             suptitle=f"{len(issues.order)} likely label errors (out-of-fold; lowest self-confidence first)")
 
 
-def _summary(cfg: LabelIssuesConfig, p: Plan, classes: list[str], img_size: int, jobs: int,
+def _summary(cfg: LabelIssuesConfig, p: Plan, spec: FoldTraining, classes: list[str], img_size: int, jobs: int,
              results: list[FoldResult], probs: np.ndarray, targets: np.ndarray, issues: LabelIssues,
              elapsed_s: float) -> dict[str, Any]:
     return {
         "data": str(p.data.resolve()), "split": cfg.split, "num_images": int(len(targets)), "classes": classes,
-        "rule": RULE, "num_flagged": int(issues.flags.sum()), "folds": cfg.folds, "jobs": jobs, "model": p.model,
+        "rule": RULE, "num_flagged": int(issues.flags.sum()), "folds": cfg.folds, "jobs": jobs, "model": spec.model,
         "img_size": img_size, "channels": p.channels, "epochs": cfg.epochs, "seed": cfg.seed,
         "fold_accuracy": [round(r.accuracy, 6) for r in results],
         "out_of_fold_accuracy": round(float(np.mean(probs.argmax(axis=1) == targets)), 6),

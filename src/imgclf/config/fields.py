@@ -93,8 +93,45 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+class NotANumberOrChoice(ValueError, argparse.ArgumentTypeError):
+    """A value that is neither a number nor one of the words (argparse shows its message as is)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberOrChoice:
+    """The type of a field annotated ``float | Literal["auto", ...]``: a number or one of a few words."""
+
+    number: type
+    choices: tuple[str, ...]
+
+    @property
+    def __name__(self) -> str:   # for messages: "expected a number or auto, got 'x'"
+        return f"a number or {' or '.join(self.choices)}"
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str) and value in self.choices:
+            return value
+        try:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return self.number(value)
+        except (TypeError, ValueError):
+            raise NotANumberOrChoice(f"expected {self.__name__}, got {value!r}") from None
+
+
+def _number_or_choice(tp: Any) -> NumberOrChoice | None:
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else ()
+    numbers = [a for a in args if a in (int, float)]
+    words = [w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a)]
+    if len(numbers) == 1 and words and len(args) == 2:
+        return NumberOrChoice(numbers[0], tuple(words))
+    return None
+
+
 def _scalar_parser(tp: Any) -> Any:
     """The callable that parses one CLI string into a value of type ``tp``."""
+    if isinstance(tp, NumberOrChoice):
+        return tp
     if tp is Path:
         return Path
     if tp in (int, float, str):
@@ -106,6 +143,8 @@ def _scalar_parser(tp: Any) -> Any:
 
 def _field_shape(tp: Any) -> tuple[Any, bool, bool]:
     """(scalar type, is_tuple, is_optional) of an annotation."""
+    if (either := _number_or_choice(tp)) is not None:
+        return either, False, False
     tp, optional = _unwrap_optional(tp)
     if typing.get_origin(tp) is tuple:
         return typing.get_args(tp)[0], True, optional
@@ -126,6 +165,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
+        elif isinstance(scalar, NumberOrChoice):
+            kwargs["metavar"] = "|".join((METAVARS[scalar.number], *scalar.choices))
         elif scalar in METAVARS and not meta.get("positional"):
             kwargs["metavar"] = METAVARS[scalar]
         if typing.get_origin(scalar) is Literal:
@@ -188,10 +229,12 @@ def _coerce_scalar(name: str, value: Any, scalar: Any) -> Any:
     if scalar is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     parser = _scalar_parser(scalar)
-    if isinstance(value, parser) and not isinstance(value, bool):
+    if isinstance(parser, type) and isinstance(value, parser) and not isinstance(value, bool):
         return value
     try:
         return parser(value)
+    except NotANumberOrChoice as err:
+        raise UsageError(f"{name}: {err}") from err
     except (TypeError, ValueError) as err:
         raise UsageError(f"{name}: cannot read {value!r} as {parser.__name__}") from err
 

@@ -24,12 +24,14 @@ class LabelIssuesConfig:
     folds: int = opt(5, "K: models trained, each on all folds but one", min=2)
     jobs: int = opt(0, "folds trained at the same time, in separate processes, sharing the cores; 0 = auto "
                        "(one per 4 CPU cores, up to K; 1 on a GPU)", min=0)
-    model: str = opt("", "model of the fold models (default: the --run's, else resnet18)")
+    model: str = opt("", "model of the fold models (default: the --run's, else what imgclf train --model auto "
+                         "picks for the data)")
     img_size: int = opt(0, "resolution in pixels (default: the --run's, else from the data)", min=0, max=1024)
     channels: Literal["auto", "rgb", "gray"] = opt("auto", "auto = the --run's, else rgb")
     epochs: int = opt(5, "epochs per fold model (short: they only need to rank the labels)", min=1)
     batch_size: int = batch_size_opt(64, "images per optimisation step")
-    lr: float = opt(0.05, "peak learning rate (SGD, cosine schedule, as imgclf train)", above=0)
+    lr: float | Literal["auto"] = opt("auto", "peak learning rate (SGD, cosine schedule, as imgclf train); auto = "
+                                              "imgclf train's rule for the batch size and run length", above=0)
     seed: int = opt(0, "seed of the folds and of every fold model")
     gallery: int = opt(36, "how many flagged images the gallery PNG shows", min=0)
     device: Device = device_opt()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from imgclf.config.fields import opt
-from imgclf.config.shared import Device, Precision, batch_size_opt, device_opt, precision_opt, trust_model_code_opt
+from imgclf.config.shared import Device, Precision, device_opt, precision_opt, trust_model_code_opt
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,9 @@ class TrainConfig:
     resume: Path | None = opt(None, "continue the run in this folder exactly where it stopped")
     list_models: bool = opt(False, "print the model names and exit", switch=True)
     # model
-    model: str = opt("resnet18", "torchvision model name, 'small_cnn', timm/<name> (with the timm extra), or "
-                                 "package.module:ClassName")
+    model: str = opt("auto", "auto = a FastNet sized to the data (fastnet_s/m/l, pooled stem for large images), "
+                             "a torchvision name, small_cnn, timm/<name> (with the timm extra), or "
+                             "package.module:ClassName (see --list-models)")
     pretrained: Path | None = opt(None, "load matching weights from this local file (safetensors, or a "
                                         "state_dict saved by torch); a head of another size stays fresh")
     weights: str = opt("none", "torchvision weights by name (DEFAULT, IMAGENET1K_V1...), downloaded into the "
@@ -60,9 +60,13 @@ class TrainConfig:
     workers: int = opt(-1, "decoding processes (cache builds and --cache off); -1 = auto", min=-1, resumable=True)
     # optimisation
     epochs: int = opt(5, "passes over the train split", min=1, resumable=True)
-    batch_size: int = batch_size_opt(64, "images per optimisation step")
+    batch_size: int | Literal["auto"] = opt(
+        "auto", "images per optimisation step (per process); auto = 64, or fewer for small data so that an "
+                "epoch has at least 16 steps (never below 16)", min=1)
     optimizer: Literal["sgd", "adam", "adamw", "lbfgs"] = opt("sgd", "optimizer (lbfgs: one group, no weight decay)")
-    lr: float = opt(0.05, "peak learning rate", above=0)
+    lr: float | Literal["auto", "find"] = opt(
+        "auto", "peak learning rate; auto = 0.05 x batch/64, lower for runs under 200 steps; find = run the "
+                "learning-rate range test first and use its suggestion (see imgclf lr-find)", above=0)
     head_lr: float = opt(0.0, "peak learning rate of the classifier head (0 = --lr)", min=0)
     momentum: float = opt(0.9, "SGD momentum")
     nesterov: bool = opt(True, "Nesterov momentum for SGD")
@@ -72,11 +76,19 @@ class TrainConfig:
     sched_args: tuple[str, ...] = opt((), "parameters per scheduler, e.g. exponential:gamma=0.9 "
                                           "'multistep:milestones=30|80,gamma=0.1' plateau:metric=val_loss,patience=2",
                                       metavar="NAME:KEY=V[,KEY=V]")
-    warmup_epochs: float = opt(1.0, "linear warm-up from lr/10, in epochs (one-cycle: its rise)", min=0)
+    warmup_steps: int | Literal["auto"] = opt(
+        "auto", "linear warm-up from lr/10, in optimisation steps (one-cycle: its rise); auto = 5%% of the run, "
+                "at least 10 steps, at most a quarter of the run", min=0)
     step_size: int = opt(30, "step: epochs between decays")
     milestones: tuple[int, ...] = opt((30, 80), "multistep: epochs at which to decay")
     gamma: float = opt(0.1, "step/multistep/exponential: decay factor")
     clip_grad: float = opt(0.0, "clip the gradient norm to this; 0 = off", min=0)
+    ema: float = opt(0.0, "evaluate and save an exponential moving average of the weights with this decay "
+                          "per step (e.g. 0.99); 0 = off", min=0, below=1)
+    bn_refresh: int = opt(512, "before each evaluation, measure the BatchNorm statistics afresh on this many "
+                               "train images (without their lag, short runs evaluate right); 0 = off", min=0)
+    progressive: float = opt(0.0, "progressive resizing: start training at this fraction of --img-size and "
+                                  "grow to the full size by three quarters of the run; 0 = off", min=0, below=1)
     patience: int = opt(0, "early stopping: stop after N epochs without improvement (0 = off)", min=0)
     early_stop_metric: str = opt("", "val metric for early stopping, e.g. val_loss, val_acc, val_map "
                                      "(default: --best-metric)")
@@ -156,20 +168,46 @@ def weights_preset(given: Mapping[str, Any]) -> dict[str, Any]:
     """Fine-tuning defaults that follow ``--weights NAME``, for the options the user did not set.
 
     ``given`` holds the values from flags and ``--config``; the result fills only the others
-    (defaults < preset < file < flags): the weights' own eval resolution and normalisation, a
-    lower learning rate (``WEIGHTS_LR_FACTOR`` x the default, so it follows the default recipe)
-    and a head learning rate ``WEIGHTS_HEAD_LR_FACTOR`` x that. Resuming keeps the run's own values.
+    (defaults < preset < file < flags): the architecture the weights belong to when ``--model`` is
+    auto (resnet18), the weights' own eval resolution and normalisation, a lower learning rate
+    (``WEIGHTS_LR_FACTOR`` x the recipe's base lr; ``--lr find`` keeps its range test) and a head
+    learning rate ``WEIGHTS_HEAD_LR_FACTOR`` x that. Resuming keeps the run's own values.
     """
     if given.get("weights", "none") == "none" or given.get("resume") is not None:
         return {}
     from imgclf.models.pretrained import weights_recipe   # torchvision's weights API, only when asked
+    from imgclf.training.recipe import BASE_LR, PRETRAINED_MODEL
 
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    img_size, normalize, linear_head = weights_recipe(given.get("model", defaults["model"]), given["weights"])
-    lr = given.get("lr", defaults["lr"] * WEIGHTS_LR_FACTOR)
-    preset: dict[str, Any] = {"img_size": img_size, "lr": lr}
-    if linear_head and given.get("optimizer", defaults["optimizer"]) != "lbfgs":
+    model = given.get("model", "auto")
+    model = PRETRAINED_MODEL if model == "auto" else model   # weights belong to an architecture
+    img_size, normalize, linear_head = weights_recipe(model, given["weights"])
+    lr = given.get("lr", "auto")
+    lr = BASE_LR * WEIGHTS_LR_FACTOR if lr == "auto" else lr
+    preset: dict[str, Any] = {"model": model, "img_size": img_size, "lr": lr}
+    if linear_head and lr != "find" and given.get("optimizer", "sgd") != "lbfgs":
         preset["head_lr"] = lr * WEIGHTS_HEAD_LR_FACTOR
     if normalize is not None:
         preset["normalize"] = normalize
     return {name: value for name, value in preset.items() if name not in given}
+
+
+@dataclass(frozen=True)
+class LrFindConfig(TrainConfig):
+    """The learning-rate range test: train a copy of the model for a few hundred steps while the lr grows
+    exponentially, plot the loss against the lr and suggest a peak lr. It takes the same options as
+    imgclf train (the data, model, batch, optimizer and augmentation it measures), so the suggestion
+    holds for that very command; the run-length and run-folder options are not used."""
+
+    out: Path | None = opt(None, "the plot to write (PNG; default: lr_find.png here)")
+    start_lr: float = opt(1e-5, "the ramp's first learning rate", above=0)
+    end_lr: float = opt(10.0, "the ramp's last learning rate (the test stops earlier when the loss diverges)",
+                        above=0)
+    num_steps: int = opt(100, "optimisation steps of the ramp", min=5)
+
+    def check(self) -> list[str]:
+        problems = super().check()
+        if self.resume is not None:
+            problems.append("--resume: lr-find does not continue runs; give DATA")
+        if self.end_lr <= self.start_lr:
+            problems.append(f"--end-lr: must be above --start-lr ({self.start_lr:g}), got {self.end_lr:g}")
+        return problems

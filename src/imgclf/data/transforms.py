@@ -77,6 +77,16 @@ def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A float batch (B, C, H, W) resized to (B, C, size, size), antialiased; unchanged when already that size."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    out = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                          align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
 def normalization(kind: str, channels: int, train_mean: list[float] | None = None,
                   train_std: list[float] | None = None) -> tuple[list[float], list[float]]:
     """(mean, std) per channel for ``--normalize auto|imagenet|half``."""

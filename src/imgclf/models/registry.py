@@ -15,10 +15,13 @@ from functools import lru_cache
 from torch import nn
 
 from imgclf.errors import CheckpointError, ImgclfError, UsageError
+from imgclf.models.fastnet import FASTNETS, FastNet
 from imgclf.models.small_cnn import SmallCNN
 
 LOCAL_MODELS: dict[str, Callable[[int, int], nn.Module]] = {
     "small_cnn": lambda num_classes, in_channels: SmallCNN(num_classes, in_channels),
+    **{name: (lambda num_classes, in_channels, spec=spec: FastNet(spec, num_classes, in_channels))
+       for name, spec in FASTNETS.items()},
 }
 
 

@@ -268,3 +268,24 @@ def plot_reliability_diagram(bins: Sequence[Mapping[str, Any]], path: str | Path
     """Write the reliability diagram PNG to ``path`` atomically."""
     write_bytes(path, render_reliability_diagram(bins, ece))
     return Path(path)
+
+
+# --------------------------------------------------------------------------- learning-rate range test
+
+def plot_lr_range(lrs: Sequence[float], losses: Sequence[float], curve: Sequence[float],
+                  suggestions: Mapping[str, float], path: str | Path) -> Path:
+    """Loss against lr (log scale): the raw losses, their centred average and the suggested lrs."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    ax.plot(lrs, losses, color="#c5cbd3", lw=1, label="loss of each step")
+    ax.plot(lrs, curve, color="#2458a6", lw=2, label="smoothed")
+    colors = ("#d62728", "#ff7f0e", "#2ca02c")
+    for (name, lr), color in zip(suggestions.items(), colors):
+        ax.axvline(lr, color=color, lw=1.2, ls="--", label=f"{name}: {lr:.3g}")
+    top = np.nanpercentile(np.asarray(curve, dtype=float), 95) if len(curve) else 1.0
+    low = float(np.nanmin(np.asarray(curve, dtype=float))) if len(curve) else 0.0
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="learning-rate range test",
+           ylim=(low - 0.05 * abs(top - low), top + 0.15 * abs(top - low)))
+    ax.legend(loc="upper left", fontsize=8)
+    write_bytes(path, figure_png(fig))
+    return Path(path)

@@ -18,7 +18,7 @@ from imgclf.reporting import plots
 from imgclf.reporting.rundata import RunData, to_float
 
 KEY_OPTIONS = ("model", "pretrained", "img_size", "channels", "normalize", "preprocess", "epochs", "batch_size",
-               "optimizer", "lr", "momentum", "weight_decay", "scheduler", "warmup_epochs", "label_smoothing",
+               "optimizer", "lr", "momentum", "weight_decay", "scheduler", "warmup_steps", "label_smoothing",
                "clip_grad", "best_metric", "seed", "device", "precision")
 
 
@@ -90,6 +90,9 @@ def summary_section(data: RunData, run_arg: str) -> Markup:
     options = [(k, _show(config[k])) for k in KEY_OPTIONS if k in config and k != "model"]
     derived = config.get("derived") if isinstance(config.get("derived"), Mapping) else {}
     options += [(f"{k} (resolved)", _show(v)) for k, v in derived.items() if k in ("device", "precision")]
+    recipe = derived.get("recipe") if isinstance(derived.get("recipe"), Mapping) else {}
+    options += [(f"{k} (auto)", _show(v)) for k, v in recipe.items()
+                if k not in ("notes", "precision") and config.get(k) != v]
     body = Markup('<div class="cards">{}</div>').format(M.join(_metric_cards(data)))
     body += Markup('<div class="two-col"><div><h3>Run</h3>{}</div><div><h3>Key options</h3>{}</div></div>').format(
         M.kv_table(facts), M.kv_table(options) if options else M.note("config.json has no options"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,19 +19,23 @@ from torch import nn
 from imgclf.artifacts import RunDir
 from imgclf.console import progress, status
 from imgclf.data.sources import BatchSource, split_order
-from imgclf.data.transforms import apply_augment, sample_augment_params, to_float
+from imgclf.data.transforms import apply_augment, resize_batch, sample_augment_params, to_float
 from imgclf.analysis.metrics import lower_is_better
 from imgclf.engine.checkpoint import save_state, save_weights
 from imgclf.engine.distributed import SINGLE, Dist, all_reduce_mean, barrier, broadcast_buffers, shard_batch
 from imgclf.engine.evaluation import EvalResult, Preprocess, evaluate
 from imgclf.engine.runtime import Runtime, derived_seed, seeded_generator
+from imgclf.errors import ImgclfError
+from imgclf.training.batchnorm import refresh_batch_norm
+from imgclf.training.ema import WeightAverage
 from imgclf.training.logger import MetricsLogger
 from imgclf.training.optim import FreezePlan, optimizer_step, set_backbone_frozen, set_lr, uses_closure
-from imgclf.training.schedules import LRSchedule
+from imgclf.training.schedules import LRSchedule, ResolutionSchedule
 from imgclf.training.stopping import EarlyStopping
 
 AUGMENT_STREAM = 1          # per-step seed offsets: augmentation choices ...
 DROPOUT_STREAM = 7_919      # ... and dropout masks (times the rank: each rank its own masks)
+BN_SAMPLE_STREAM = 31       # the fixed sample of train images that --bn-refresh measures on
 
 
 @dataclass
@@ -58,6 +62,9 @@ class FitSettings:
     order_fn: Callable[[int, int, int], torch.Tensor] | None = None  # (N, seed, epoch) -> epoch order
     freeze: FreezePlan = field(default_factory=FreezePlan)
     stopper: EarlyStopping | None = None
+    ema_decay: float = 0.0        # > 0: evaluate and save an exponential moving average of the weights
+    bn_refresh: int = 0           # > 0: BatchNorm statistics measured on this many train images before evaluating
+    resolution: ResolutionSchedule | None = None   # progressive resizing: the train size of each epoch
 
 
 @dataclass
@@ -140,6 +147,14 @@ class Trainer:
         self.train_images = 0              # set by fit: the step -> epoch arithmetic needs it
         self.window = Window.empty(runtime.device)
         self.last_row: dict[str, Any] = {}
+        self.average = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
+        self.spe = 1                       # steps per epoch, set by fit
+        self.train_source: BatchSource | None = None   # set by fit: --bn-refresh samples it
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is evaluated and saved: the weight average when there is one, else the live model."""
+        return self.average.model if self.average is not None else self.model
 
     # -- checkpoints -------------------------------------------------------------------
     def resume_from(self, saved: dict[str, Any]) -> None:
@@ -151,6 +166,8 @@ class Trainer:
             self.settings.schedule.load_state_dict(saved["schedule"])
         if self.settings.stopper is not None and "stopper" in saved:
             self.settings.stopper.load_state_dict(saved["stopper"])
+        if self.average is not None:
+            self.average.load_state_dict(saved["ema"])
 
     def save(self, best: bool = False) -> None:
         """Rank 0 writes; every rank waits until the files are complete. Without a run folder: nothing."""
@@ -161,19 +178,22 @@ class Trainer:
         barrier(self.ctx)
 
     def _write_checkpoint(self, best: bool) -> None:
+        if self.run is None:
+            raise ImgclfError("this trainer has no run folder to save into")
         settings = self.settings
         spe = steps_per_epoch(self.train_images, settings.batch_size, self.ctx.world_size)
         meta = {**settings.meta, "step": self.state.step, "epoch": round(self.state.step / spe, 4),
                 **{k: v for k, v in self.state.last_eval.items() if k.startswith("val_")}}
-        weights = dict(self.model.state_dict())
+        weights = dict(self.eval_model.state_dict())
         if best:
             save_weights(self.run.weights("best"), weights, meta)
             return
         save_state(self.run.resume_state, {
-            "step": self.state.step, "model": weights, "optimizer": self.optimizer.state_dict(),
+            "step": self.state.step, "model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
             "best": self.state.best, "last_eval": self.state.last_eval, "torch_rng": torch.get_rng_state(),
             "schedule": settings.schedule.state_dict(),
             **({"stopper": settings.stopper.state_dict()} if settings.stopper is not None else {}),
+            **({"ema": self.average.state_dict()} if self.average is not None else {}),
             "world_size": self.ctx.world_size})
         save_weights(self.run.weights("last"), weights, meta)
 
@@ -182,7 +202,8 @@ class Trainer:
         settings = self.settings
         self.train_images = train.num_images
         self.started = time.perf_counter()
-        spe = steps_per_epoch(train.num_images, settings.batch_size, self.ctx.world_size)
+        self.train_source = train
+        spe = self.spe = steps_per_epoch(train.num_images, settings.batch_size, self.ctx.world_size)
         total = spe * settings.epochs
         while self.state.step < total:
             epoch = self.state.step // spe
@@ -242,6 +263,8 @@ class Trainer:
                                        )[rank * n:(rank + 1) * n]
         images = apply_augment(images, settings.crop_padding, params)
         x = to_float(images, settings.mean, settings.std, self.runtime.channels_last)
+        if settings.resolution is not None:
+            x = resize_batch(x, settings.resolution.size_at(step // self.spe))
         set_lr(self.optimizer, settings.schedule.factor)
         extra = (settings.teacher(images),) if settings.teacher is not None else ()
         # LBFGS re-evaluates the loss: full precision, and the same dropout masks each time
@@ -257,12 +280,33 @@ class Trainer:
 
         loss = optimizer_step(self.optimizer, forward_loss, settings.clip_grad, step)
         settings.schedule.after_step()
+        if self.average is not None:
+            self.average.update(self.model, step)
         return loss
+
+    def refresh_statistics(self) -> None:
+        """``--bn-refresh``: the eval model's BatchNorm statistics from a fixed sample of train images
+        (the same on every rank, without augmentation, at the full size)."""
+        settings, train = self.settings, self.train_source
+        if settings.bn_refresh <= 0 or train is None:
+            return
+        generator = seeded_generator(settings.seed, "epoch", 0, BN_SAMPLE_STREAM)
+        sample = torch.randperm(train.num_images, generator=generator)[:settings.bn_refresh]
+
+        def inputs() -> Iterator[torch.Tensor]:
+            for images, _ in train.batches(sample, settings.batch_size):
+                images = images.to(self.runtime.device, non_blocking=True)
+                if settings.preprocess is not None:
+                    images = settings.preprocess(images)
+                yield to_float(images, settings.mean, settings.std, self.runtime.channels_last)
+
+        refresh_batch_norm(self.eval_model, inputs(), self.runtime.autocast)
 
     def evaluate_and_log(self, val: BatchSource, spe: int, partial: bool) -> EvalResult:
         settings, window = self.settings, self.window
-        broadcast_buffers(self.ctx, self.model)
-        result = evaluate(self.model, val, self.runtime, settings.mean, settings.std, settings.eval_batch_size,
+        self.refresh_statistics()
+        broadcast_buffers(self.ctx, self.eval_model)
+        result = evaluate(self.eval_model, val, self.runtime, settings.mean, settings.std, settings.eval_batch_size,
                           settings.eval_batches if partial else 0, settings.preprocess, self.ctx,
                           settings.output, settings.threshold)
         self.train_model.train()

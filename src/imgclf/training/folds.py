@@ -35,7 +35,7 @@ class FoldTraining:
     nesterov: bool
     weight_decay: float
     label_smoothing: float
-    warmup_epochs: float
+    warmup_steps: int
     crop_padding: int
     hflip: bool
     mean: tuple[float, ...]
@@ -95,7 +95,7 @@ def fit_fold(spec: FoldTraining, images: torch.Tensor, targets: torch.Tensor, fo
     std = torch.tensor(spec.std, device=runtime.device)
     settings = FitSettings(epochs=spec.epochs, batch_size=spec.batch_size, seed=seed, crop_padding=spec.crop_padding,
                            hflip=spec.hflip, mean=mean, std=std,
-                           schedule=create_schedule("cosine", (), spe, spec.epochs, spec.warmup_epochs))
+                           schedule=create_schedule("cosine", (), spe, spec.epochs, spec.warmup_steps))
     loss = create_loss("ce", spec.label_smoothing).to(runtime.device)
     state = Trainer(model, optimizer, loss, runtime, settings, None, None).fit(train, held)
     probs, _ = predict_batches(model, held, runtime, mean, std)

@@ -154,8 +154,26 @@ class LRSchedule:
 
 
 def create_schedule(chain: str, sched_args: Sequence[str], steps_per_epoch: int, epochs: int,
-                    warmup_epochs: float, defaults: Mapping[str, Any] | None = None) -> LRSchedule:
+                    warmup_steps: int, defaults: Mapping[str, Any] | None = None) -> LRSchedule:
     """An :class:`LRSchedule` from the ``--scheduler``/``--sched-args`` strings (already checked)."""
     params, _ = parse_sched_args(sched_args)
-    horizon = Horizon(steps_per_epoch, epochs, round(warmup_epochs * steps_per_epoch))
+    horizon = Horizon(steps_per_epoch, epochs, warmup_steps)
     return LRSchedule(parse_chain(chain), horizon, params, defaults)
+
+
+@dataclass(frozen=True)
+class ResolutionSchedule:
+    """Progressive resizing: epoch 0 trains at ``start`` px, growing linearly (rounded down to a
+    multiple of ``multiple`` px) to ``full`` px at epoch ``full_at``, and stays there; evaluation is
+    always at ``full``."""
+
+    start: int
+    full: int
+    full_at: int
+    multiple: int = 8
+
+    def size_at(self, epoch: int) -> int:
+        if epoch >= self.full_at:
+            return self.full
+        size = self.start + (self.full - self.start) * epoch / self.full_at
+        return min(self.full, max(self.multiple, int(size // self.multiple) * self.multiple))

@@ -1,0 +1,46 @@
+"""An exponential moving average of the weights (``--ema DECAY``): the model that is evaluated and saved.
+
+After every optimisation step ``ema = d * ema + (1 - d) * weights`` for the parameters and the
+floating-point buffers (BatchNorm statistics), with the decay warmed up as
+``d = min(DECAY, (1 + step) / (10 + step))`` so the first steps do not drag the average towards
+the random initialisation. Integer buffers (BatchNorm's step counter) are copied. The average is a
+pure function of the weights seen so far, so it goes into the resume state and a resumed run
+continues it exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+
+class WeightAverage:
+    """A frozen copy of the model that follows the live weights with an exponential moving average."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Fold in the live weights after optimisation step ``step`` (0-based)."""
+        weight = 1.0 - self.decay_at(step)
+        live = model.state_dict()
+        for name, averaged in self.model.state_dict().items():
+            value = live[name]
+            if averaged.is_floating_point():
+                averaged.lerp_(value.to(averaged.dtype), weight)
+            else:
+                averaged.copy_(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.state_dict())
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
