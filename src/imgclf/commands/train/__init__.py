@@ -176,7 +176,10 @@ def _resumed_config(cfg: TrainConfig, ctx: Dist) -> tuple[TrainConfig, dict[str,
     if cfg.model != defaults.model and cfg.model != model:
         warn(f"on --resume the run's own model {model} is used; ignored: --model {cfg.model}")
     trusted = cfg.trust_model_code or cfg.model == model
-    check_trusted(model, trusted, str(run.config_json), f" (or --model {model})")
+    named = {model, str(saved.get("model", "auto"))} - {"auto", ""}   # every model the run's files name
+    for name in sorted(named):
+        check_trusted(name, trusted and name == model or cfg.trust_model_code, str(run.config_json),
+                      f" (or --model {name})")
     saved.update(overrides, resume=str(run.root), force=True, nproc=1, trust_model_code=trusted)
     state = load_state(run.resume_state)
     check_world_size(run, state, ctx.world_size)
