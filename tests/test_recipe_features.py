@@ -1,4 +1,4 @@
-"""EMA of the weights, progressive resizing, BatchNorm refresh, the precision probe and lr-find."""
+"""EMA of the weights, progressive resizing, BatchNorm refresh, the precision and compile probes, and lr-find."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import imgclf
 from imgclf.artifacts import RunDir
 from imgclf.cli import main
 from imgclf.engine.checkpoint import load_state, load_weights
+from imgclf.engine import compilation
+from imgclf.engine.compilation import decide_compile
 from imgclf.engine.precision import CACHE, probe_key, probe_precision
 from imgclf.machine import read_verdicts, remember_verdict
 from imgclf.training.batchnorm import refresh_batch_norm
@@ -112,6 +114,57 @@ def test_a_cached_verdict_decides_without_measuring() -> None:
     remember_verdict(CACHE, key, {"precision": "bf16", "fp32_step_s": 0.2, "bf16_step_s": 0.1})
     verdict = probe_precision(lambda: pytest.fail("measured despite the cache"), "probe-cached-net", 3, 8, 2)
     assert verdict.precision == "bf16" and verdict.cached and "0.50x" in verdict.reason()
+
+
+def _tiny_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(4, 3, 16, 16).contiguous(memory_format=torch.channels_last), torch.tensor([0, 1, 2, 0])
+
+
+def test_compile_auto_decides_from_the_cached_measurement_and_the_run_length() -> None:
+    remember_verdict(compilation.CACHE, "compile-cached", {"compile_s": 30.0, "eager_step_s": 0.2,
+                                                           "compiled_step_s": 0.1})
+    never = lambda: pytest.fail("measured despite the cache")   # noqa: E731
+    short = decide_compile(never, "compile-cached", *_batch(), None, steps=100)    # saves 10 s, costs 30 s
+    long = decide_compile(never, "compile-cached", *_batch(), None, steps=1000)    # saves 100 s
+    assert not short.compile and "would not pay back within 100 steps" in short.reason
+    assert long.compile and "saves about 70 s" in long.reason and "measured earlier" in long.reason
+
+
+def test_compile_auto_does_not_probe_for_a_short_run() -> None:
+    decision = decide_compile(_tiny_net, "compile-short", *_batch(), None, steps=20)
+    assert not decision.compile and "too few to pay back" in decision.reason
+    assert "compile-short" not in read_verdicts(compilation.CACHE)
+
+
+@pytest.mark.slow
+def test_compile_auto_measures_a_long_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compilation, "PROBE_MIN_RUN_S", 0.0)
+    first = decide_compile(_tiny_net, "compile-measured", *_batch(), None, steps=10**6)
+    saved = read_verdicts(compilation.CACHE)["compile-measured"]
+    assert saved["compile_s"] > 0 and saved["eager_step_s"] > 0 and saved["compiled_step_s"] > 0
+    assert "measured now" in first.reason
+    assert "measured earlier" in decide_compile(_tiny_net, "compile-measured", *_batch(), None, steps=1).reason
+
+
+def test_the_probes_leave_the_random_numbers_alone(split_data: Path) -> None:
+    """Measured or read from the cache, on rank 0 only: the run's random numbers are the same."""
+    from imgclf.commands.train.setup import load_data, resolve_recipe
+    from imgclf.config import TrainConfig, build_config
+    from imgclf.engine.distributed import Dist
+
+    cfg = build_config(TrainConfig, {"data": str(split_data), "img_size": 32, "device": "cpu"})
+    data = load_data(cfg, False, pin=False, preprocess=None)
+    for _ in range(2):     # the first run measures the precision, the second reads the verdict
+        torch.manual_seed(0)
+        before = torch.random.get_rng_state()
+        recipe, _ = resolve_recipe(cfg, data, len(data.classes), Dist())
+        assert torch.equal(torch.random.get_rng_state(), before)
+    assert any(note.startswith("precision fp32") or note.startswith("precision bf16") for note in recipe.notes)
+    assert any(note.startswith("compile off") for note in recipe.notes) and not recipe.compile
 
 
 def test_lr_find_plots_and_suggests(split_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

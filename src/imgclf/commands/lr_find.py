@@ -47,7 +47,7 @@ def run(cfg: LrFindConfig) -> LrFindResult:
         preprocess = None   # applied once to the decoded images
     mean, std = normalization(cfg.normalize, data.channels, data.mean, data.std)
     output = resolve_output(cfg.loss, multi_label, data.classes)
-    auto_lr = dataclasses.replace(cfg, lr="auto")
+    auto_lr = dataclasses.replace(cfg, lr="auto", compile=False)   # the ramp runs the model itself
     recipe, runtime = resolve_recipe(auto_lr, data, num_model_outputs(output, len(data.classes)), SINGLE)
     run_cfg = recipe.apply(cfg)
     meta = weights_meta(run_cfg, data, mean, std, output)

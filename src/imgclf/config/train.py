@@ -83,8 +83,8 @@ class TrainConfig:
     milestones: tuple[int, ...] = opt((30, 80), "multistep: epochs at which to decay")
     gamma: float = opt(0.1, "step/multistep/exponential: decay factor")
     clip_grad: float = opt(0.0, "clip the gradient norm to this; 0 = off", min=0)
-    ema: float = opt(0.0, "evaluate and save an exponential moving average of the weights with this decay "
-                          "per step (e.g. 0.99); 0 = off", min=0, below=1)
+    ema: float = opt(0.99, "evaluate and save an exponential moving average of the weights with this decay "
+                           "per step; 0 = off (the live weights)", min=0, below=1)
     bn_refresh: int = opt(512, "before each evaluation, measure the BatchNorm statistics afresh on this many "
                                "train images (without their lag, short runs evaluate right); 0 = off", min=0)
     progressive: float = opt(0.0, "progressive resizing: start training at this fraction of --img-size and "
@@ -115,7 +115,8 @@ class TrainConfig:
     deterministic: bool = opt(False, "deterministic algorithms (slower); same seed, same numbers")
     device: Device = device_opt()
     precision: Precision = precision_opt()
-    compile: bool = opt(False, "torch.compile the model")
+    compile: bool | None = opt(None, "torch.compile the training step (--no-compile: never); default auto: only "
+                                     "where compiling, measured on this machine, pays back within the run")
     nproc: int = opt(1, "processes on this machine (DDP through torchrun; one per GPU, gloo on CPU)", min=1,
                      resumable=True)
     force: bool = opt(False, "write into an existing --out folder", switch=True)

@@ -46,17 +46,19 @@ def probe_key(model_name: str, channels: int, img_size: int, batch_size: int) ->
 
 
 def time_steps(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype | None,
-               rounds: int) -> list[float]:
+               rounds: int, device_type: str = "cpu") -> list[float]:
     """Seconds of each of ``rounds`` forward + backward + SGD steps (the first pays one-time set-up)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
             loss = nn.functional.cross_entropy(model(images).float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if device_type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return times
 

@@ -23,7 +23,7 @@ from imgclf.data.stats import imbalance_warning
 from imgclf.data.training import TrainingData, load_training_data, preprocess_cached
 from imgclf.data.transforms import Preprocess
 from imgclf.engine.distributed import Dist, broadcast_object
-from imgclf.engine.runtime import Runtime, resolve_runtime
+from imgclf.engine.runtime import Runtime, resolve_device, resolve_runtime
 from imgclf.errors import ImgclfError
 from imgclf.models.init import init_weights
 from imgclf.models.outputs import num_model_outputs
@@ -49,16 +49,17 @@ class Recipe:
     lr: float
     warmup_steps: int
     precision: str
+    compile: bool = False
     notes: tuple[str, ...] = ()     # one line per choice: what was picked and why
 
     def apply(self, cfg: TrainConfig) -> TrainConfig:
         """The config the run trains with: every ``auto`` replaced by its value."""
         return dataclasses.replace(cfg, model=self.model, batch_size=self.batch_size, lr=self.lr,
-                                   warmup_steps=self.warmup_steps, precision=self.precision)
+                                   warmup_steps=self.warmup_steps, precision=self.precision, compile=self.compile)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "batch_size": self.batch_size, "lr": self.lr,
-                "warmup_steps": self.warmup_steps, "precision": self.precision, "notes": list(self.notes)}
+        return {"model": self.model, "batch_size": self.batch_size, "lr": self.lr, "warmup_steps": self.warmup_steps,
+                "precision": self.precision, "compile": self.compile, "notes": list(self.notes)}
 
 
 def load_data(cfg: TrainConfig, multi_label: bool, pin: bool, preprocess: Preprocess | None) -> TrainingData:
@@ -105,6 +106,30 @@ def resolve_precision(cfg: TrainConfig, model_name: str, data: TrainingData, num
     return dataclasses.replace(runtime, precision=precision), f"precision {reason}"
 
 
+def resolve_compile(cfg: TrainConfig, model_name: str, data: TrainingData, num_outputs: int, runtime: Runtime,
+                    steps: int, ctx: Dist) -> tuple[bool, str | None]:
+    """``--compile`` as given, or (auto) whether a measured compile pays back within ``steps`` steps."""
+    if cfg.compile is not None:
+        return bool(cfg.compile), None
+    if cfg.optimizer == "lbfgs":
+        return False, None
+    from imgclf.engine.compilation import decide_compile
+    from imgclf.engine.precision import probe_key
+
+    decision = None
+    if ctx.is_main:
+        generator = torch.Generator().manual_seed(0)
+        shape = (cfg.batch_size, data.channels, data.img_size, data.img_size)
+        images = torch.randn(shape, generator=generator).to(runtime.device, memory_format=torch.channels_last)
+        targets = torch.randint(0, num_outputs, (cfg.batch_size,), generator=generator).to(runtime.device)
+        where = torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "cpu"
+        key = f"{probe_key(model_name, data.channels, data.img_size, cfg.batch_size)} | {where} {runtime.precision}"
+        decision = decide_compile(lambda: create_model(model_name, num_outputs, data.channels), key, images, targets,
+                                  runtime.amp_dtype, steps)
+    compile_model, reason = broadcast_object(ctx, (decision.compile, decision.reason) if decision else None)
+    return compile_model, reason
+
+
 def resolve_recipe(cfg: TrainConfig, data: TrainingData, num_outputs: int, ctx: Dist) -> tuple[Recipe, Runtime]:
     """Every ``auto`` of the config decided for this data (``--lr find`` is settled later, by a range test)."""
     notes: list[str] = []
@@ -115,9 +140,15 @@ def resolve_recipe(cfg: TrainConfig, data: TrainingData, num_outputs: int, ctx: 
     if cfg.batch_size == "auto":
         notes.append(f"batch {batch}: {data.train.num_images} train images")
     cfg = dataclasses.replace(cfg, batch_size=batch)
-    runtime, note = resolve_precision(cfg, model, data, num_outputs, ctx)
-    notes += [note] if note else []
     steps = steps_per_epoch(data.train.num_images, batch, ctx.world_size) * cfg.epochs
+    device = resolve_device(cfg.device)
+    # the probes build and step throw-away models: the run's random numbers must not depend on whether
+    # they measured or read the cache, nor differ between rank 0 (which probes) and the other ranks
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        runtime, note = resolve_precision(cfg, model, data, num_outputs, ctx)
+        notes += [note] if note else []
+        compile_model, note = resolve_compile(cfg, model, data, num_outputs, runtime, steps, ctx)
+        notes += [note] if note else []
     warmup = rules.recipe_warmup_steps(steps) if cfg.warmup_steps == "auto" else int(cfg.warmup_steps)
     if cfg.warmup_steps == "auto":
         notes.append(f"warm-up {warmup} of {steps} steps")
@@ -126,7 +157,7 @@ def resolve_recipe(cfg: TrainConfig, data: TrainingData, num_outputs: int, ctx: 
         facts = rules.RunFacts(data.img_size, data.train.num_images, batch * ctx.world_size, steps)
         lr = rules.recipe_lr(facts)
         notes.append(f"lr {lr:.4g}: batch {facts.global_batch}, {steps} steps")
-    return Recipe(model, batch, lr, warmup, runtime.precision, tuple(notes)), runtime
+    return Recipe(model, batch, lr, warmup, runtime.precision, compile_model, tuple(notes)), runtime
 
 
 def weights_meta(cfg: TrainConfig, data: TrainingData, mean: list[float], std: list[float],
