@@ -172,6 +172,6 @@ class DemoConfig:
     """The whole pipeline on scikit-learn's bundled handwritten digits, no download."""
 
     out: Path = opt(Path("runs"), "folder under which the demo's data and run are created")
-    epochs: int = opt(6, "training epochs", min=1)
-    model: str = opt("resnet18", "model to train")
+    epochs: int = opt(10, "training epochs", min=1)
+    model: str = opt("auto", "model to train (auto: as imgclf train picks it)")
     img_size: int = opt(32, "training resolution in pixels", min=8, max=1024)

@@ -59,7 +59,7 @@ class TrainConfig:
                                        "written by imgclf prepare, else ~/.cache/imgclf)", resumable=True)
     workers: int = opt(-1, "decoding processes (cache builds and --cache off); -1 = auto", min=-1, resumable=True)
     # optimisation
-    epochs: int = opt(5, "passes over the train split", min=1, resumable=True)
+    epochs: int = opt(10, "passes over the train split", min=1, resumable=True)
     batch_size: int | Literal["auto"] = opt(
         "auto", "images per optimisation step (per process); auto = 64, or fewer for small data so that an "
                 "epoch has at least 16 steps (never below 16)", min=1)
