@@ -25,6 +25,7 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install
+	sh scripts/install-bench-fonts.sh
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -83,21 +83,21 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def same_settings(data: Path, img_size: int, epochs: int, batch_size: int, lr: float, seeds: list[int],
-                  model_steps: int, with_plain: bool = True) -> dict[str, Any]:
+                  model_steps: int, with_plain: bool = True, model: str = "resnet18") -> dict[str, Any]:
     plain, ours = [], []
     for seed in seeds:
         tag = f"s{img_size}-seed{seed}"
         if with_plain:
             plain.append(plain_run(data, img_size, epochs, batch_size, lr, seed, WORK / "logs" / f"plain-{tag}.log"))
-        flags = ["--img-size", str(img_size), "--batch-size", str(batch_size), "--epochs", str(epochs),
-                 "--seed", str(seed), "--no-hflip"]
+        flags = ["--model", model, "--img-size", str(img_size), "--batch-size", str(batch_size),
+                 "--epochs", str(epochs), "--seed", str(seed), "--no-hflip"]
         ours.append(imgclf_run(data, WORK / "runs" / f"train-{tag}", flags, WORK / "logs" / f"imgclf-{tag}.log"))
-    model_only = model_only_throughput(img_size, batch_size, steps=model_steps)
-    model_only_fp32 = model_only_throughput(img_size, batch_size, steps=model_steps, precision="fp32")
+    model_only = model_only_throughput(img_size, batch_size, steps=model_steps, model_name=model)
+    model_only_fp32 = model_only_throughput(img_size, batch_size, steps=model_steps, precision="fp32", model_name=model)
     model_only_fp32_cl = model_only_throughput(img_size, batch_size, steps=model_steps, precision="fp32",
-                                               channels_last=True)
+                                               channels_last=True, model_name=model)
     p, o = summarize(plain), summarize(ours)
-    return {"img_size": img_size, "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "plain": p,
+    return {"model": model, "img_size": img_size, "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "plain": p,
             "imgclf": o, "imgclf_runtime": ours[0]["runtime"], "model_only": model_only,
             "model_only_fp32": model_only_fp32, "model_only_fp32_channels_last": model_only_fp32_cl,
             "train_speedup": ratio(o["train_img_per_s"], p["train_img_per_s"]),
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01, help="plain-loop lr for the same-settings comparison")
+    parser.add_argument("--model", default="resnet18",
+                        help="imgclf's model in the same-settings runs and the model-only measurement (the plain "
+                             "loop is always resnet18; with another model, pass --no-plain)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--model-steps", type=int, default=30, help="timed steps of the model-only measurement")
     parser.add_argument("--no-plain", action="store_true",
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "auto_img_size": auto, "same_settings": []}
     for size in [int(s) for s in args.sizes.split(",")]:
         results["same_settings"].append(same_settings(data, size or auto, args.epochs, args.batch_size, args.lr,
-                                                      seeds, args.model_steps, not args.no_plain))
+                                                      seeds, args.model_steps, not args.no_plain, args.model))
     tta_seeds = [int(s) for s in args.tta_seeds.split(",") if s != ""]
     if tta_seeds:
         results["time_to_accuracy"] = time_to_accuracy(data, tta_seeds, 32, 5, args.batch_size, 0.001)

@@ -20,6 +20,7 @@ whole-process time (median). Prints one JSON object; ``--plot`` writes the curve
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 from pathlib import Path
@@ -33,13 +34,13 @@ NATIVE = {"digits": 32, "letters": 32, "photos": 64, "tiny": 64}   # the plain l
 FLIPS = {"photos", "tiny"}                                        # the tutorial flips photographs, not glyphs
 
 
-def plain_curve(data: Path, name: str, epochs: int, seed: int, log: Path) -> dict[str, Any]:
-    argv = [PYTHON, PLAIN, "--data", str(data), "--img-size", str(NATIVE[name]), "--epochs", str(epochs),
+def plain_curve(data: Path, name: str, epochs: int, seed: int, log: Path, img_size: int = 0) -> dict[str, Any]:
+    argv = [PYTHON, PLAIN, "--data", str(data), "--img-size", str(img_size or NATIVE[name]), "--epochs", str(epochs),
             "--lr", "0.001", "--momentum", "0.9", "--batch-size", "64", "--seed", str(seed)]
     argv += [] if name in FLIPS else ["--no-hflip"]
     launched, wall, stdout = run_timed(argv, log)
     out = last_json(stdout)
-    return {"command": show_cmd(argv), "wall_s": round(wall, 2),
+    return {"command": show_cmd(argv), "wall_s": round(wall, 2), "img_size": img_size or NATIVE[name],
             "curve": [(round(e["done_at"] - launched, 2), e["val_acc"]) for e in out["epochs"]],
             "final": out["final_val_acc"]}
 
@@ -57,9 +58,13 @@ def imgclf_curve(data: Path, name: str, seed: int, log: Path, flags: list[str]) 
     launched, wall, _ = run_timed(argv, log)
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    with (out / "metrics.csv").open(encoding="utf-8") as f:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(f) if row.get("train_loss")]
     return {"command": show_cmd(argv), "wall_s": round(wall, 2), "curve": tensorboard_curve(out / "tb", launched),
             "final": summary["final"]["val_acc"], "recipe": config["derived"].get("recipe"),
-            "epochs": config["epochs"], "img_size": config["derived"]["img_size"]}
+            "epochs": config["epochs"], "img_size": config["derived"]["img_size"],
+            # the blow-up guard: the largest logged train loss over the first one (end of epoch 1)
+            "train_loss_max_over_first": round(max(losses) / losses[0], 3) if losses else None}
 
 
 def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
@@ -119,7 +124,8 @@ def markdown(out: dict[str, Any]) -> str:
              f"{out['plain_epochs']} epochs; imgclf `train DATA` with {' '.join(out['imgclf_flags']) or 'defaults only'})",
              "", "| data set | plain final (mean) | plain whole process, s (median) | imgclf reaches it at, s (median) "
              "| share of plain time | imgclf final (mean) | points over plain | imgclf whole process, s (median) "
-             "| imgclf model, size, epochs |", "|---|---|---|---|---|---|---|---|---|"]
+             "| imgclf model, size, epochs | plain px | imgclf max train loss / first |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["datasets"]:
         first = r["imgclf"][0]
         recipe = first.get("recipe") or {}
@@ -128,7 +134,9 @@ def markdown(out: dict[str, Any]) -> str:
         lines.append(f"| {r['dataset']} | {pct(r['plain_final_mean'])} ({', '.join(pct(a) for a in r['plain_final_each'])}) "
                      f"| {r['plain_wall_s']:g} | {reach} | {share} | {pct(r['imgclf_final_mean'])} "
                      f"({', '.join(pct(a) for a in r['imgclf_final_each'])}) | {r['points_over_plain']:+.1f} "
-                     f"| {r['imgclf_wall_s']:g} | {recipe.get('model', '?')}, {first['img_size']} px, {first['epochs']} |")
+                     f"| {r['imgclf_wall_s']:g} | {recipe.get('model', '?')}, {first['img_size']} px, {first['epochs']} "
+                     f"| {r['plain'][0].get('img_size', '?')} "
+                     f"| {max((o.get('train_loss_max_over_first') or 0) for o in r['imgclf']):.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--datasets", default="digits,letters,photos,tiny")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the plain loop")
+    parser.add_argument("--plain-img-size", type=int, default=0,
+                        help="the plain loop's resolution (default: the data set's own, 32 or 64 px)")
     parser.add_argument("--imgclf-flags", default="", help="extra flags for imgclf train (default: none)")
     parser.add_argument("--plot", type=Path, default=WORK / "results" / "tta.png")
     parser.add_argument("--quick", action="store_true", help="tiny only, one seed, 2 plain epochs")
@@ -155,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = dataset(name)
         plain, ours = [], []
         for seed in seeds:   # interleaved: a drift in machine speed hits both alike
-            plain.append(plain_curve(data, name, args.epochs, seed, WORK / "logs" / f"tta-plain-{name}-{seed}.log"))
+            plain.append(plain_curve(data, name, args.epochs, seed, WORK / "logs" / f"tta-plain-{name}-{seed}.log",
+                                     args.plain_img_size))
             ours.append(imgclf_curve(data, name, seed, WORK / "logs" / f"tta-imgclf-{name}-{seed}.log", flags))
         results.append(summarize(name, plain, ours))
     plot(results, args.plot)

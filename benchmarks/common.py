@@ -143,9 +143,9 @@ def fresh_dir(path: Path) -> Path:
 
 
 def model_only_throughput(img_size: int, batch_size: int, num_classes: int = 10, steps: int = 20,
-                          warmup: int = 5, precision: str = "auto", channels_last: bool | None = None
-                          ) -> dict[str, Any]:
-    """Images/s of resnet18 forward + backward + SGD step on synthetic tensors already in memory.
+                          warmup: int = 5, precision: str = "auto", channels_last: bool | None = None,
+                          model_name: str = "resnet18") -> dict[str, Any]:
+    """Images/s of the model's forward + backward + SGD step on synthetic tensors already in memory.
 
     Same model, precision and memory layout as ``imgclf train`` picks on this machine
     (``resolve_runtime("auto", precision)``) and the same thread setting (``configure_threads``).
@@ -154,16 +154,16 @@ def model_only_throughput(img_size: int, batch_size: int, num_classes: int = 10,
     import dataclasses
 
     import torch
-    import torchvision
 
     from imgclf.engine.runtime import configure_threads, resolve_runtime
+    from imgclf.models.registry import create_model
 
     threads = configure_threads()
     runtime = resolve_runtime("auto", precision)
     if channels_last is not None:
         runtime = dataclasses.replace(runtime, channels_last=channels_last)
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=num_classes).to(runtime.device)
+    model = create_model(model_name, num_classes, 3).to(runtime.device)
     fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -189,5 +189,6 @@ def model_only_throughput(img_size: int, batch_size: int, num_classes: int = 10,
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    return {"img_per_s": round(steps * batch_size / elapsed, 1), "steps_timed": steps, "warmup_steps": warmup,
+    return {"model": model_name, "img_per_s": round(steps * batch_size / elapsed, 1), "steps_timed": steps,
+            "warmup_steps": warmup,
             "runtime": runtime.describe(), "threads": threads, "img_size": img_size, "batch_size": batch_size}

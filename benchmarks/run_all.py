@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bench_backends import to_markdown as backends_markdown
+from bench_tta import markdown as tta_markdown
 from common import HERE, PYTHON, WORK, last_json, machine, run_timed, show_cmd
 
-BENCHES = ("train", "predict", "enhance", "backends")
+BENCHES = ("train", "predict", "enhance", "backends", "tta")
 
 
 def fmt(value: Any, suffix: str = "") -> str:
@@ -35,7 +36,7 @@ def train_tables(res: dict[str, Any]) -> list[str]:
     lines = []
     for s in res["same_settings"]:
         p, o, m = s["plain"], s["imgclf"], s["model_only"]
-        lines += [f"**Training, resnet18 at {s['img_size']} px, batch {s['batch_size']}, {s['epochs']} epochs, "
+        lines += [f"**Training, {s.get('model', 'resnet18')} at {s['img_size']} px, batch {s['batch_size']}, {s['epochs']} epochs, "
                   f"seeds {s['seeds']}** (plain: fp32; imgclf: {s['imgclf_runtime']})", "",
                   "| measure | plain loop | imgclf | imgclf vs plain | target |", "|---|---|---|---|---|",
                   f"| train images/s, steady state (median) | {fmt(p['train_img_per_s'])} | {fmt(o['train_img_per_s'])} "
@@ -105,6 +106,10 @@ def backends_table(res: dict[str, Any]) -> list[str]:
             backends_markdown(res), ""]
 
 
+def tta_table(res: dict[str, Any]) -> list[str]:
+    return [tta_markdown(res), f"![accuracy against wall-clock seconds]({res['plot']})", ""]
+
+
 def commands_section(ran: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["Commands:", ""]
     for name, entry in ran.items():
@@ -126,7 +131,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"{report['date']}.", ""]
     ran = report["benchmarks"]
     renderers = (("train", train_tables), ("predict", predict_table), ("enhance", enhance_table),
-                 ("backends", backends_table))
+                 ("backends", backends_table), ("tta", tta_table))
     for name, render in renderers:
         if name in ran:
             lines += render(ran[name]["result"]) if "error" not in ran[name] else \

@@ -19,8 +19,8 @@ from imgclf.training.schedules import ResolutionSchedule
 
 
 @pytest.mark.parametrize(("img_size", "num_train", "expected"), [
-    (32, 500, "fastnet_s"), (32, 5_000, "fastnet_m"), (32, 50_000, "fastnet_l"),
-    (48, 500, "fastnet_s"), (64, 500, "fastnet_s_s2"), (112, 5_000, "fastnet_m_s4"), (224, 50_000, "fastnet_l_s8"),
+    (32, 500, "fastnet_s"), (32, 8_000, "fastnet_s"), (32, 50_000, "fastnet_m"), (32, 500_000, "fastnet_l"),
+    (48, 500, "fastnet_s"), (64, 500, "fastnet_s_s2"), (112, 50_000, "fastnet_m_s4"), (224, 500_000, "fastnet_l_s8"),
 ])
 def test_auto_model_by_data_size_and_resolution(img_size: int, num_train: int, expected: str) -> None:
     assert recipe.choose_model(img_size, num_train) == expected

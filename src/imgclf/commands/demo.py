@@ -54,8 +54,8 @@ def run(cfg: DemoConfig) -> DemoResult:
     status("[2/8] prepare: verify, deduplicate, stratified split")
     imgclf.prepare(raw, data, val=0.2, seed=0)
     status("[3/8] train")
-    trained = imgclf.train(data, out=run_dir, model=cfg.model, img_size=cfg.img_size, epochs=cfg.epochs,
-                           hflip=False, seed=0)
+    imgclf.train(data, out=run_dir, model=cfg.model, img_size=cfg.img_size, epochs=cfg.epochs,
+                 hflip=False, seed=0)
     status("[4/8] evaluate")
     evaluation = imgclf.evaluate(run_dir)
     status("[5/8] predict on a few validation images")

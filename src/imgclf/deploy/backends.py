@@ -12,9 +12,6 @@ torch: exporting costs more than it saves there.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,54 +21,26 @@ import numpy as np
 import torch
 
 from imgclf.console import status, warn
-from imgclf.deploy.export_folder import file_sha256, prepare_images, write_export
+from imgclf.deploy.export_folder import prepare_images, write_export
 from imgclf.deploy.sidecar import is_export_dir, read_export
 from imgclf.engine.inference import LoadedModel
 from imgclf.errors import ImgclfError
-from imgclf.io import write_json
+from imgclf.machine import cache_dir, describe_cpu, read_verdicts, remember_verdict
 
 AUTO_EXPORT_MIN_IMAGES = 1000   # below this, auto does not export a checkpoint just to time it
 PROBE_REPEATS = 3               # timed batches per candidate (after one warm-up)
 PARITY_IMAGES = 64              # images of the job used for the export's parity check
 
 
-def cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imgclf" / "backends.json"
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+CACHE = "backends"               # the verdicts: $XDG_CACHE_HOME/imgclf/backends.json (imgclf.machine)
 
 
 def probe_key(loaded: LoadedModel, batch_size: int) -> str:
     """One verdict per machine, library versions, architecture, input shape and batch size."""
     import onnxruntime
 
-    return (f"{cpu_name()} x{os.cpu_count()} | torch {torch.__version__} | onnxruntime {onnxruntime.__version__} | "
+    return (f"{describe_cpu()} | torch {torch.__version__} | onnxruntime {onnxruntime.__version__} | "
             f"{loaded.meta['model']} {loaded.channels}x{loaded.img_size} | batch {batch_size} | {loaded.device.type}")
-
-
-def read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(cache_file().read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def remember(key: str, verdict: dict[str, Any]) -> None:
-    try:
-        write_json(cache_file(), {**read_cache(), key: verdict})
-    except ImgclfError as err:   # a read-only home is no reason to fail the command
-        warn(f"cannot cache the backend choice ({err})")
 
 
 @dataclass
@@ -174,7 +143,7 @@ def choose_backend(loaded: LoadedModel, images: torch.Tensor, batch_size: int) -
 
 def _choose_auto(loaded: LoadedModel, images: torch.Tensor, batch_size: int) -> None:
     key = probe_key(loaded, batch_size)
-    verdict, reason = read_cache().get(key), f"measured earlier, cached in {cache_file()}"
+    verdict, reason = read_verdicts(CACHE).get(key), f"measured earlier, cached in {cache_dir() / CACHE}.json"
     fp32, int8 = current_export(loaded), current_export(loaded, int8=True)
     stale = verdict is None or (int8 is not None and "onnxruntime-int8" not in verdict.get("images_per_s", {}))
     big = len(images) >= AUTO_EXPORT_MIN_IMAGES
@@ -194,7 +163,7 @@ def _choose_auto(loaded: LoadedModel, images: torch.Tensor, batch_size: int) -> 
         if int8 is not None:
             candidates.append(Candidate("onnxruntime-int8", onnx_engine(int8, loaded)))
         verdict, reason = race(loaded, candidates, batch), "measured now"
-        remember(key, verdict)
+        remember_verdict(CACHE, key, verdict)
     measured = verdict.get("images_per_s", {})
     usable = {name: speed for name, speed in measured.items() if name != "onnxruntime-int8" or int8}
     choice = max(usable, key=usable.__getitem__) if usable else "torch"

@@ -11,7 +11,6 @@ models torch.export cannot capture; the sidecar records which one was used.
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 import warnings
 from collections.abc import Callable, Iterator

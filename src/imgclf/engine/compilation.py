@@ -12,7 +12,6 @@ and later runs of any length decide from it without measuring.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
