@@ -39,7 +39,8 @@ def ensure_run(data: Path, img_size: int, epochs: int) -> Path:
     run = WORK / "runs" / f"predict-{data.name}-{img_size}px"
     if not (run / "summary.json").is_file():
         with contextlib.redirect_stdout(sys.stderr):
-            imgclf.train(data, out=run, img_size=img_size, epochs=epochs, hflip=False, seed=0, force=True)
+            imgclf.train(data, out=run, model="resnet18", img_size=img_size, epochs=epochs, hflip=False, seed=0,
+                         force=True)
     return run
 
 

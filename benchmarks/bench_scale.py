@@ -1,4 +1,4 @@
-"""Scale: how time and memory grow with the number of images (issue 16).
+"""Scale: how time and memory grow with the number of images.
 
 For each N: generate N JPEGs at about 256 px (``scale_data.py``), ``imgclf prepare --format keep``,
 then per resolution ``imgclf train`` in every cache mode, each a separate process whose peak memory

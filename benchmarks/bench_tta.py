@@ -117,27 +117,57 @@ def pct(value: float | None) -> str:
 
 
 def markdown(out: dict[str, Any]) -> str:
-    """The BENCHMARKS.md table of one run."""
+    """The BENCHMARKS.md table of one run (or of several, combined)."""
     m = out["machine"]
     lines = [f"**Time to accuracy** ({m['cpu']}; torch {m['torch']}; load average at start "
-             f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'] or [])}; seeds {out['seeds']}; plain loop "
-             f"{out['plain_epochs']} epochs; imgclf `train DATA` with {' '.join(out['imgclf_flags']) or 'defaults only'})",
-             "", "| data set | plain final (mean) | plain whole process, s (median) | imgclf reaches it at, s (median) "
-             "| share of plain time | imgclf final (mean) | points over plain | imgclf whole process, s (median) "
-             "| imgclf model, size, epochs | plain px | imgclf max train loss / first |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'] or [])}; imgclf `train DATA` with "
+             f"{' '.join(out['imgclf_flags']) or 'defaults only'}; medians of wall times, means of accuracies)",
+             "", "| data set | seeds | plain: epochs, px | plain final | plain whole process, s | imgclf reaches it at, s "
+             "| share of plain time | imgclf final | points over plain | imgclf whole process, s "
+             "| imgclf model, px, epochs | imgclf max train loss / first |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["datasets"]:
         first = r["imgclf"][0]
         recipe = first.get("recipe") or {}
         share = "n/a" if r["time_to_target_share"] is None else f"{100 * r['time_to_target_share']:.0f}%"
-        reach = "n/a" if r["imgclf_time_to_target_s"] is None else f"{r['imgclf_time_to_target_s']:g}"
-        lines.append(f"| {r['dataset']} | {pct(r['plain_final_mean'])} ({', '.join(pct(a) for a in r['plain_final_each'])}) "
+        reach = "never" if r["imgclf_time_to_target_s"] is None else f"{r['imgclf_time_to_target_s']:g}"
+        loss_ratio = max((o.get("train_loss_max_over_first") or 0) for o in r["imgclf"])
+        lines.append(f"| {r['dataset']} | {', '.join(map(str, r.get('seeds', out['seeds'])))} "
+                     f"| {r.get('plain_epochs', out['plain_epochs'])}, {r['plain'][0].get('img_size', '?')} "
+                     f"| {pct(r['plain_final_mean'])} ({', '.join(pct(a) for a in r['plain_final_each'])}) "
                      f"| {r['plain_wall_s']:g} | {reach} | {share} | {pct(r['imgclf_final_mean'])} "
                      f"({', '.join(pct(a) for a in r['imgclf_final_each'])}) | {r['points_over_plain']:+.1f} "
-                     f"| {r['imgclf_wall_s']:g} | {recipe.get('model', '?')}, {first['img_size']} px, {first['epochs']} "
-                     f"| {r['plain'][0].get('img_size', '?')} "
-                     f"| {max((o.get('train_loss_max_over_first') or 0) for o in r['imgclf']):.2f} |")
+                     f"| {r['imgclf_wall_s']:g} | {recipe.get('model', '?')}, {first['img_size']}, {first['epochs']} "
+                     f"| {loss_ratio:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def write_results(out: dict[str, Any], plot_path: Path) -> None:
+    plot(out["datasets"], plot_path)
+    plot_path.with_suffix(".md").write_text(markdown(out), encoding="utf-8")
+    plot_path.with_suffix(".json").write_text(json.dumps(out, indent=1), encoding="utf-8")
+
+
+def combine(paths: list[Path], plot_path: Path) -> dict[str, Any]:
+    """One table and plot from several runs of this script; runs of the same data set (other seeds)
+    are pooled and summarized again, each row keeping its seeds and plain epochs."""
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    pooled: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for r in run["datasets"]:
+            entry = pooled.setdefault(r["dataset"], {"plain": [], "imgclf": [], "seeds": [],
+                                                     "plain_epochs": run["plain_epochs"]})
+            entry["plain"] += r["plain"]
+            entry["imgclf"] += r["imgclf"]
+            entry["seeds"] += run["seeds"]
+    datasets = [{**summarize(name, e["plain"], e["imgclf"]), "seeds": e["seeds"], "plain_epochs": e["plain_epochs"]}
+                for name, e in pooled.items()]
+    out = {**runs[0], "seeds": sorted({s for run in runs for s in run["seeds"]}), "plot": str(plot_path),
+           "combined_from": [str(p) for p in paths], "datasets": datasets,
+           "load_avg_at_start_each": [run["machine"]["load_avg_at_start"] for run in runs]}
+    write_results(out, plot_path)
+    print(json.dumps(out, indent=1))
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -150,7 +180,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--imgclf-flags", default="", help="extra flags for imgclf train (default: none)")
     parser.add_argument("--plot", type=Path, default=WORK / "results" / "tta.png")
     parser.add_argument("--quick", action="store_true", help="tiny only, one seed, 2 plain epochs")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                        help="no runs: merge the data sets of earlier results into one table and plot (--plot)")
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.plot)
     if args.quick:
         args.datasets, args.seeds, args.epochs = "tiny", "0", 2
     names = [n for n in args.datasets.split(",") if n]
@@ -169,11 +203,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      args.plain_img_size))
             ours.append(imgclf_curve(data, name, seed, WORK / "logs" / f"tta-imgclf-{name}-{seed}.log", flags))
         results.append(summarize(name, plain, ours))
-    plot(results, args.plot)
     out = {"benchmark": "time_to_accuracy", "machine": started_on, "seeds": seeds, "plain_epochs": args.epochs,
            "imgclf_flags": flags, "plot": str(args.plot), "datasets": results}
-    args.plot.with_suffix(".md").write_text(markdown(out), encoding="utf-8")
-    args.plot.with_suffix(".json").write_text(json.dumps(out, indent=1), encoding="utf-8")
+    write_results(out, args.plot)
     print(json.dumps(out, indent=1))
     return out
 

@@ -42,7 +42,7 @@ def _per_image_ratio(result: dict[str, Any], keys: tuple[str, ...], count: str =
 
 
 def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each target of issue 16: the measured figure and whether it holds (None: not measured)."""
+    """Each scale target: the measured figure and whether it holds (None: not measured)."""
     sizes, px = _sizes(result), _px(result)
     out: dict[str, dict[str, Any]] = {}
 
