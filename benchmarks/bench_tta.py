@@ -119,8 +119,9 @@ def pct(value: float | None) -> str:
 def markdown(out: dict[str, Any]) -> str:
     """The BENCHMARKS.md table of one run (or of several, combined)."""
     m = out["machine"]
-    lines = [f"**Time to accuracy** ({m['cpu']}; torch {m['torch']}; load average at start "
-             f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'] or [])}; imgclf `train DATA` with "
+    loads = out.get("load_avg_at_start_each") or [m["load_avg_at_start"]]
+    lines = [f"**Time to accuracy** ({m['cpu']}; torch {m['torch']}; load average (1 min) at the start of each run "
+             f"{', '.join(f'{x[0]:.2f}' for x in loads if x)}; imgclf `train DATA` with "
              f"{' '.join(out['imgclf_flags']) or 'defaults only'}; medians of wall times, means of accuracies)",
              "", "| data set | seeds | plain: epochs, px | plain final | plain whole process, s | imgclf reaches it at, s "
              "| share of plain time | imgclf final | points over plain | imgclf whole process, s "
