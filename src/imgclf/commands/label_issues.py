@@ -98,10 +98,9 @@ def fold_training(cfg: LabelIssuesConfig, p: Plan, num_classes: int, num_images:
     base = TrainConfig()
     num_train = (cfg.folds - 1) * num_images // cfg.folds
     steps = steps_per_epoch(num_train, cfg.batch_size) * cfg.epochs
-    lr = cfg.lr if cfg.lr != "auto" else rules.recipe_lr(rules.RunFacts(img_size, num_train, cfg.batch_size, steps))
     return FoldTraining(
         model=fold_model(p.model, img_size, num_train), num_classes=num_classes, epochs=cfg.epochs,
-        batch_size=cfg.batch_size, lr=float(lr), momentum=base.momentum, nesterov=base.nesterov,
+        batch_size=cfg.batch_size, lr=cfg.lr, momentum=base.momentum, nesterov=base.nesterov,
         weight_decay=base.weight_decay, label_smoothing=base.label_smoothing,
         warmup_steps=rules.recipe_warmup_steps(steps),
         crop_padding=img_size // 8 if base.crop_padding < 0 else base.crop_padding, hflip=base.hflip,

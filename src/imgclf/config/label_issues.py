@@ -30,8 +30,8 @@ class LabelIssuesConfig:
     channels: Literal["auto", "rgb", "gray"] = opt("auto", "auto = the --run's, else rgb")
     epochs: int = opt(5, "epochs per fold model (short: they only need to rank the labels)", min=1)
     batch_size: int = batch_size_opt(64, "images per optimisation step")
-    lr: float | Literal["auto"] = opt("auto", "peak learning rate (SGD, cosine schedule, as imgclf train); auto = "
-                                              "imgclf train's rule for the batch size and run length", above=0)
+    lr: float = opt(0.05, "peak learning rate (SGD, cosine schedule, as imgclf train; not lowered for these short "
+                          "runs: with train's short-run rule the flags lost precision on digits)", above=0)
     seed: int = opt(0, "seed of the folds and of every fold model")
     gallery: int = opt(36, "how many flagged images the gallery PNG shows", min=0)
     device: Device = device_opt()
