@@ -130,7 +130,7 @@ def markdown(out: dict[str, Any]) -> str:
     for r in out["datasets"]:
         first = r["imgclf"][0]
         recipe = first.get("recipe") or {}
-        share = "n/a" if r["time_to_target_share"] is None else f"{100 * r['time_to_target_share']:.0f}%"
+        share = "n/a" if r["time_to_target_share"] is None else f"{100 * r['time_to_target_share']:.1f}%"
         reach = "never" if r["imgclf_time_to_target_s"] is None else f"{r['imgclf_time_to_target_s']:g}"
         loss_ratio = max((o.get("train_loss_max_over_first") or 0) for o in r["imgclf"])
         lines.append(f"| {r['dataset']} | {', '.join(map(str, r.get('seeds', out['seeds'])))} "

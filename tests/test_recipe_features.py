@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
-from test_reliability_resume import rows, tensors_equal
+from test_reliability_resume import rows, tensors_equal, train_with_snapshots
 
 import imgclf
 from imgclf.artifacts import RunDir
@@ -30,25 +29,7 @@ STOPS = {"mid-epoch": 4, "epoch-boundary": 6}    # 48 images / 8 = 6 steps per e
 @pytest.fixture(scope="module")
 def feature_runs(split_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """An uninterrupted run with every new option on, and copies of it right after the saves at STOPS."""
-    from imgclf.training.fit import Trainer
-
-    root = tmp_path_factory.mktemp("features")
-    copies = {name: root / name for name in STOPS}
-    original = Trainer.save
-
-    def save_and_snapshot(self: Trainer, best: bool = False) -> None:
-        original(self, best)
-        for name, step in STOPS.items():
-            if not best and self.state.step == step and not copies[name].exists():
-                shutil.copytree(self.run.root, copies[name])
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(Trainer, "save", save_and_snapshot)
-    try:
-        imgclf.train(split_data, out=root / "full", **FEATURES)
-    finally:
-        mp.undo()
-    return root / "full", copies
+    return train_with_snapshots(split_data, tmp_path_factory.mktemp("features"), FEATURES, STOPS)
 
 
 @pytest.mark.parametrize("where", sorted(STOPS))

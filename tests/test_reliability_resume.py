@@ -40,28 +40,32 @@ def tensors_equal(a: object, b: object) -> bool:
     return a == b
 
 
-@pytest.fixture(scope="module")
-def full_and_stopped(split_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    """The uninterrupted run, and copies of it taken right after the saves at STOPS."""
+def train_with_snapshots(data: Path, root: Path, settings: dict, stops: dict[str, int]) -> tuple[Path, dict[str, Path]]:
+    """An uninterrupted run in root/full, and copies of its folder taken right after the saves at ``stops``."""
     from imgclf.training.fit import Trainer
 
-    root = tmp_path_factory.mktemp("resume")
-    copies = {name: root / name for name in STOPS}
+    copies = {name: root / name for name in stops}
     original = Trainer.save
 
     def save_and_snapshot(self: Trainer, best: bool = False) -> None:
         original(self, best)
-        for name, step in STOPS.items():
+        for name, step in stops.items():
             if not best and self.state.step == step and not copies[name].exists():
                 shutil.copytree(self.run.root, copies[name])
 
     mp = pytest.MonkeyPatch()
     mp.setattr(Trainer, "save", save_and_snapshot)
     try:
-        imgclf.train(split_data, out=root / "full", **SETTINGS)
+        imgclf.train(data, out=root / "full", **settings)
     finally:
         mp.undo()
     return root / "full", copies
+
+
+@pytest.fixture(scope="module")
+def full_and_stopped(split_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The uninterrupted run, and copies of it taken right after the saves at STOPS."""
+    return train_with_snapshots(split_data, tmp_path_factory.mktemp("resume"), SETTINGS, STOPS)
 
 
 @pytest.mark.parametrize("where", sorted(STOPS))
