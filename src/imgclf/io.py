@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import hashlib
 import io
 import json
 import os
@@ -197,3 +198,12 @@ def refuse_overwrite(path: str | Path, force: bool, flag: str = "--force") -> No
     """Raise unless ``path`` is free or the user passed ``--force``."""
     if Path(path).exists() and not force:
         raise ImgclfError(f"{path} already exists; pass {flag} to overwrite it")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

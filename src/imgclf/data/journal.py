@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgclf import __version__
+from imgclf.io import file_sha256
 
 JOURNAL = "journal.jsonl"
 STAGING = ".staging"
@@ -37,14 +38,6 @@ def partial_folder(dst: Path) -> Path:
 def staged_stem(key: str) -> str:
     """The staged file name of an input (independent of its position, so it survives a changed SRC listing)."""
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_stamp(path: Path) -> list[int] | None:

@@ -25,11 +25,11 @@ from PIL import Image
 from imgclf.console import progress, status
 from imgclf.data.decode import Decoded, convert_mode, decode_image
 from imgclf.data.discover import Sample
-from imgclf.data.journal import (JOURNAL, STAGING, JournalWriter, file_sha256, load_entries, open_partial,
+from imgclf.data.journal import (JOURNAL, STAGING, JournalWriter, load_entries, open_partial,
                                  partial_folder, staged_stem)
 from imgclf.data.neardup import hash_distance, perceptual_hash
 from imgclf.errors import ImageDecodeError, ImgclfError
-from imgclf.io import is_inside
+from imgclf.io import file_sha256, is_inside
 
 KEEP_FORMATS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",), "BMP": (".bmp",),
                 "GIF": (".gif",), "TIFF": (".tif", ".tiff"), "WEBP": (".webp",)}

@@ -7,7 +7,6 @@ leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,6 @@ class ExportReport:
     int8: dict[str, Any] | None = None
     size_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_wrapper(loaded: LoadedModel) -> ExportWrapper:

@@ -48,7 +48,7 @@ class LoadedModel:
     def source_sha256(self) -> str | None:
         """sha256 of the weights file (identifies the checkpoint an export was made from)."""
         if self._sha256 is None and self.source is not None:
-            from imgclf.deploy.export_folder import file_sha256
+            from imgclf.io import file_sha256
 
             self._sha256 = file_sha256(self.source)
         return self._sha256
