@@ -30,7 +30,8 @@ def probabilities(csv_path: Path) -> np.ndarray:
 
 
 def test_onnxruntime_backend_gives_torch_numbers(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", str(run), "--backend", "torch"]) == 0
+    # fp32 on both sides: on a bf16-fast CPU `--precision auto` would evaluate torch in bf16
+    assert main(["evaluate", str(run), "--backend", "torch", "--precision", "fp32"]) == 0
     torch_probs = probabilities(run / "predictions.csv")
     capsys.readouterr()
     assert main(["evaluate", str(run), "--backend", "onnxruntime"]) == 0
