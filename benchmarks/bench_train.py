@@ -69,7 +69,7 @@ def imgclf_run(data: Path, out: Path, flags: list[str], log: Path) -> dict[str, 
             "first_eval_at_s": round(first_eval - launched, 2) if first_eval else None,
             "setup_s": round(first_eval - launched - float(rows[0]["elapsed_s"]), 2) if first_eval else None,
             "val_acc": summary["final"]["val_acc"], "img_size": summary["img_size"],
-            "runtime": derived["runtime"], "cached": derived["cached"], "epochs": summary["epochs"]}
+            "runtime": derived["runtime"], "train_images": images, "cached": derived["cached"], "epochs": summary["epochs"]}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -92,7 +92,12 @@ def same_settings(data: Path, img_size: int, epochs: int, batch_size: int, lr: f
         flags = ["--model", model, "--img-size", str(img_size), "--batch-size", str(batch_size),
                  "--epochs", str(epochs), "--seed", str(seed), "--no-hflip"]
         ours.append(imgclf_run(data, WORK / "runs" / f"train-{tag}", flags, WORK / "logs" / f"imgclf-{tag}.log"))
-    model_only = model_only_throughput(img_size, batch_size, steps=model_steps, model_name=model)
+    # the model alone, as imgclf ran it: the precision it picked, one epoch of steps to warm up (the epoch
+    # imgclf's rate leaves out), then as many timed steps as its counted epochs (at least model_steps)
+    picked = next(p for p in ("bf16", "fp16", "fp32") if p in ours[0]["runtime"])
+    spe = -(-ours[0]["train_images"] // batch_size)
+    model_only = model_only_throughput(img_size, batch_size, steps=max(model_steps, spe * (epochs - 1)),
+                                       warmup=spe, precision=picked, model_name=model)
     model_only_fp32 = model_only_throughput(img_size, batch_size, steps=model_steps, precision="fp32", model_name=model)
     model_only_fp32_cl = model_only_throughput(img_size, batch_size, steps=model_steps, precision="fp32",
                                                channels_last=True, model_name=model)

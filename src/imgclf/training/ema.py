@@ -23,21 +23,35 @@ class WeightAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._pairs: tuple[nn.Module, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
+                           list[torch.Tensor]] | None = None
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step))
 
+    def _paired(self, model: nn.Module) -> tuple[list[torch.Tensor], ...]:
+        """(averaged floats, live floats, averaged others, live others), matched by name once per live
+        model: the tensors are updated in place, so the lists stay valid from step to step."""
+        if self._pairs is None or self._pairs[0] is not model:
+            live = model.state_dict(keep_vars=True)
+            floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+            others: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+            for name, averaged in self.model.state_dict(keep_vars=True).items():
+                group = floats if averaged.is_floating_point() else others
+                group[0].append(averaged.data)
+                group[1].append(live[name].data)
+            self._pairs = (model, *floats, *others)
+        return self._pairs[1:]
+
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Fold in the live weights after optimisation step ``step`` (0-based)."""
-        weight = 1.0 - self.decay_at(step)
-        live = model.state_dict()
-        for name, averaged in self.model.state_dict().items():
-            value = live[name]
-            if averaged.is_floating_point():
-                averaged.lerp_(value.to(averaged.dtype), weight)
-            else:
-                averaged.copy_(value)
+        averaged, live, averaged_other, live_other = self._paired(model)
+        if averaged:
+            torch._foreach_lerp_(averaged, [v.to(a.dtype) for a, v in zip(averaged, live)],
+                                 1.0 - self.decay_at(step))
+        for a, v in zip(averaged_other, live_other):
+            a.copy_(v)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.model.state_dict())
