@@ -17,6 +17,8 @@ from imgclf.models.registry import create_model, list_models
 from imgclf.training import recipe
 from imgclf.training.schedules import ResolutionSchedule
 
+from conftest import make_split_tree
+
 
 @pytest.mark.parametrize(("img_size", "num_train", "expected"), [
     (32, 500, "fastnet_s"), (32, 8_000, "fastnet_s"), (32, 50_000, "fastnet_m"), (32, 500_000, "fastnet_l"),
@@ -104,3 +106,26 @@ def test_auto_is_recorded_and_resolved(split_data: Path, tmp_path: Path) -> None
     summary = json.loads(RunDir(run).summary_json.read_text())
     assert summary["model"] == "fastnet_s"
     assert imgclf.evaluate(run, precision="fp32").accuracy >= 0.0   # the checkpoint rebuilds from its metadata
+
+
+@pytest.mark.parametrize(("native", "expected"), [(32, 32), (48, 48), (64, 32), (96, 48), (224, 112)])
+def test_auto_size_halves_data_over_48_px(native: int, expected: int) -> None:
+    assert recipe.recipe_img_size(native) == expected
+
+
+def test_auto_trains_large_images_at_half_size_and_a_named_model_at_full(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_split_tree(tmp_path / "data", train_per_class=6, val_per_class=2, size=64)
+    auto = imgclf.train(data, out=tmp_path / "auto", epochs=1, batch_size=16, precision="fp32")
+    derived = json.loads(RunDir(auto.run_dir).config_json.read_text())["derived"]
+    assert derived["img_size"] == 32 and derived["recipe"]["model"] == "fastnet_s"
+    assert "auto: img size 32: half the data's 64 px" in capsys.readouterr().err
+    named = imgclf.train(data, out=tmp_path / "named", model="small_cnn", epochs=1, batch_size=16, precision="fp32")
+    assert json.loads(RunDir(named.run_dir).config_json.read_text())["derived"]["img_size"] == 64
+
+
+def test_resume_keeps_the_size_the_run_trained_at() -> None:
+    from imgclf.commands.train import upgrade_saved_config
+
+    assert upgrade_saved_config({"img_size": 0}, {"img_size": 64})["img_size"] == 64   # never re-derived
+    assert upgrade_saved_config({"img_size": 48}, {"img_size": 48})["img_size"] == 48

@@ -9,6 +9,7 @@ Multi-label images are always decoded into memory (the streaming loader is singl
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -64,7 +65,7 @@ def multi_hot(labels: list[tuple[str, ...]], classes: list[str]) -> torch.Tensor
 
 
 def load_multilabel_data(data_root: Path, img_size: int, channels: int, cache_gb: float,
-                         workers: int) -> TrainingData:
+                         workers: int, size_rule: Callable[[int], int] | None = None) -> TrainingData:
     """Decode train and val of a multi-label tree into memory; classes = the labels seen in train."""
     train_paths, train_labels = read_labels_csv(data_root / "train")
     val_paths, val_labels = read_labels_csv(data_root / "val")
@@ -74,7 +75,8 @@ def load_multilabel_data(data_root: Path, img_size: int, channels: int, cache_gb
     unknown = sorted({n for names in val_labels for n in names} - set(classes))
     if unknown:
         warn(f"{data_root}/val: labels never seen in train are ignored: {', '.join(unknown)}")
-    img_size = img_size or auto_img_size(train_paths)
+    native = auto_img_size(train_paths) if not img_size else 0
+    img_size = img_size or (size_rule(native) if size_rule else native)
     need = (len(train_paths) + len(val_paths)) * channels * img_size * img_size
     if need > cache_gb * GIB:
         status(f"multi-label data is decoded into memory: {need / GIB:.1f} GiB (over --cache-gb {cache_gb})")
@@ -92,4 +94,4 @@ def load_multilabel_data(data_root: Path, img_size: int, channels: int, cache_gb
     count = lambda t: {c: int(n) for c, n in zip(classes, t.sum(dim=0).tolist())}  # noqa: E731
     return TrainingData(classes, img_size, channels, TensorSource(train_images, train_t),
                         TensorSource(val_images, val_t), count(train_t), count(val_t), mean, std,
-                        cached=True, rejected=rejected)
+                        cached=True, rejected=rejected, native_size=native)

@@ -187,7 +187,10 @@ def _resumed_config(cfg: TrainConfig, ctx: Dist) -> tuple[TrainConfig, dict[str,
 
 
 def upgrade_saved_config(saved: dict[str, Any], derived: dict[str, Any]) -> dict[str, Any]:
-    """A config.json of an earlier version, in today's terms (0.1: warm-up in epochs, not steps)."""
+    """A config.json of an earlier version, in today's terms (0.1: warm-up in epochs, not steps); and
+    ``--img-size auto`` as the size the run trained at, never re-derived (the rule may have changed)."""
+    if not saved.get("img_size") and derived.get("img_size"):
+        saved["img_size"] = int(derived["img_size"])
     if "warmup_epochs" in saved:
         epochs = float(saved.pop("warmup_epochs"))
         saved.setdefault("warmup_steps", round(epochs * int(derived.get("steps_per_epoch", 1))))

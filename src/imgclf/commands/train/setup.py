@@ -67,16 +67,24 @@ def load_data(cfg: TrainConfig, multi_label: bool, pin: bool, preprocess: Prepro
     if cfg.data is None:
         raise ImgclfError("DATA is required (or --resume RUN)")
     channels = 1 if cfg.channels == "gray" else 3
+    size_rule = rules.recipe_img_size if recipe_sizes_images(cfg) else None
     if multi_label:
-        data = load_multilabel_data(cfg.data, cfg.img_size, channels, cfg.cache_gb, cfg.workers)
+        data = load_multilabel_data(cfg.data, cfg.img_size, channels, cfg.cache_gb, cfg.workers, size_rule)
         data = preprocess_cached(data, preprocess) if preprocess is not None else data
     else:
         data = load_training_data(cfg.data, cfg.img_size, channels, cfg.cache, cfg.cache_gb, cfg.workers, pin=pin,
-                                  preprocess=cfg.preprocess, preprocess_fn=preprocess, cache_dir=cfg.cache_dir)
+                                  preprocess=cfg.preprocess, preprocess_fn=preprocess, cache_dir=cfg.cache_dir,
+                                  size_rule=size_rule)
     message = imbalance_warning(data.train_counts)
     if message and cfg.balance == "none":
         warn(message)
     return data
+
+
+def recipe_sizes_images(cfg: TrainConfig) -> bool:
+    """``--img-size auto`` follows the recipe's rule with ``--model auto`` (a named model or pretrained
+    weights keep the data's own size)."""
+    return cfg.img_size == 0 and cfg.model == "auto" and cfg.pretrained is None and cfg.weights == "none"
 
 
 def resolve_model(cfg: TrainConfig, data: TrainingData) -> tuple[str, str | None]:
@@ -133,6 +141,9 @@ def resolve_compile(cfg: TrainConfig, model_name: str, data: TrainingData, num_o
 def resolve_recipe(cfg: TrainConfig, data: TrainingData, num_outputs: int, ctx: Dist) -> tuple[Recipe, Runtime]:
     """Every ``auto`` of the config decided for this data (``--lr find`` is settled later, by a range test)."""
     notes: list[str] = []
+    if data.native_size and data.native_size != data.img_size:
+        notes.append(f"img size {data.img_size}: half the data's {data.native_size} px (over "
+                     f"{rules.HALVE_ABOVE} px, half the size trains as well in about half the time)")
     model, note = resolve_model(cfg, data)
     notes += [note] if note else []
     batch = int(cfg.batch_size) if cfg.batch_size != "auto" else rules.recipe_batch_size(data.train.num_images,
