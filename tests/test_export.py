@@ -183,3 +183,23 @@ def test_the_infer_extra_alone_predicts_from_an_export(trained_run: Path, tmp_pa
     assert len(json.loads(done.stdout)["predictions"]) == 15
     train = subprocess.run([str(venv / "bin" / "imgclf"), "train", str(val.parent)], capture_output=True, text=True)
     assert train.returncode == 1 and "pip install 'imgclf[train]'" in train.stderr
+
+
+def test_int8_export_of_the_default_model(split_data: Path, tmp_path: Path) -> None:
+    """The recipe's FastNet quantizes too (its pooled head once broke onnxruntime's symbolic shape inference)."""
+    run = tmp_path / "fastnet"
+    assert main(["train", str(split_data), "--out", str(run), "--model", "fastnet_s", "--epochs", "1",
+                 "--img-size", "32", "--seed", "0"]) == 0
+    out = tmp_path / "int8"
+    assert main(["export", str(run), "--int8", "--out", str(out), "--calibration-images", "24"]) == 0
+    info = read_export(out)
+    assert info.precision == "int8" and info.extra["int8"]["calibration_images"] == 24
+    images, labels = held_out(run)
+    probs = exported_probs(out, images.numpy())
+    assert float(np.mean(probs.argmax(1) == labels)) == pytest.approx(info.extra["int8"]["val_accuracy_int8"])
+
+
+def test_calibration_batches_all_have_one_size() -> None:
+    from imgclf.deploy.quantize import even_batch
+
+    assert [even_batch(n) for n in (256, 24, 7, 1, 17)] == [16, 12, 7, 1, 1]
