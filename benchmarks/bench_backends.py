@@ -97,8 +97,7 @@ def to_markdown(res: dict[str, Any]) -> str:
     m, t = res["machine"], res["timings"]
     n, ne, v = res["num_images"], res["num_enhance_images"], res["versions_per_image"]
     plain_eval_s, plain_enh_s = t["plain evaluate"]["median_s"], t["plain enhance"]["median_s"]
-    lines = [f"Machine: {m['cpu']} ({', '.join(m['cpu_flags']) or 'no AVX-512/AMX flags'}), {m['cores']} cores; "
-             f"torch {m['torch']}, onnxruntime {res['onnxruntime']}; {res['repeats']} interleaved rounds after one "
+    lines = [f"Machine: {m['cpu']}; torch {m['torch']}, onnxruntime {res['onnxruntime']}; {res['repeats']} interleaved rounds after one "
              f"warm-up call each, medians; load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'] or [])}; {res['date']}.", "",
              f"auto picked: {res['auto_choice']}", "",
