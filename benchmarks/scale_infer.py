@@ -22,14 +22,15 @@ import imgclf
 def main() -> None:
     run, data = Path(sys.argv[1]), Path(sys.argv[2])
     images = sum(1 for p in (data / "val").rglob("*") if p.is_file())
+    trust = {"trust_model_code": True}   # the run's model is this benchmark's own scale_model module
     with contextlib.redirect_stdout(io.StringIO()):
         first = sorted((data / "val").rglob("*.jpg"))[:1]
-        imgclf.predict(run, first)   # warm-up: imports, model load paths (not timed)
+        imgclf.predict(run, first, **trust)   # warm-up: imports, model load paths (not timed)
         start = time.perf_counter()
-        imgclf.evaluate(run, data)
+        imgclf.evaluate(run, data, **trust)
         evaluate_s = time.perf_counter() - start
         start = time.perf_counter()
-        imgclf.predict(run, [data / "val"], csv=run / "scale_predictions.csv", force=True)
+        imgclf.predict(run, [data / "val"], csv=run / "scale_predictions.csv", force=True, **trust)
         predict_s = time.perf_counter() - start
     print(json.dumps({"images": images, "evaluate_s": round(evaluate_s, 2), "predict_s": round(predict_s, 2),
                       "evaluate_img_per_s": round(images / evaluate_s, 1),
