@@ -207,3 +207,24 @@ def test_predict_and_inspect(trained_run: Path, split_data: Path, capsys: pytest
     assert info["total_parameters"] == sum(p["numel"] for p in info["parameters"])
     assert info["optimizer"]["step"] == 6
     assert "classifier.4.weight" in capsys.readouterr().out
+
+
+def test_evaluation_pass_returns_freed_memory_without_changing_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgclf.data.sources import TensorSource
+    from imgclf.engine import evaluation
+    from imgclf.engine.runtime import resolve_runtime
+
+    torch.manual_seed(0)
+    source = TensorSource(torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8), torch.arange(40) % 4)
+    model = create_model("small_cnn", 4, 3)
+    runtime = resolve_runtime("cpu", "fp32")
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    plain, _ = evaluation.predict_logits(model, source, runtime, mean, std, batch_size=8)
+    trims: list[int] = []
+    real = evaluation.release_freed_memory
+    monkeypatch.setattr(evaluation, "release_freed_memory", lambda: (trims.append(1), real()))
+    monkeypatch.setattr(evaluation, "TRIM_GROWTH", -1)   # trim after every batch
+    trimmed, _ = evaluation.predict_logits(model, source, runtime, mean, std, batch_size=8)
+    assert evaluation.resident_bytes() > 0
+    assert len(trims) == 5
+    assert torch.equal(plain, trimmed)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +17,39 @@ from imgclf.data.transforms import Preprocess, to_float
 from imgclf.engine.distributed import SINGLE, Dist, eval_shard, gather_rows
 from imgclf.engine.runtime import Runtime
 from imgclf.models.outputs import logits_to_probs
+
+
+TRIM_GROWTH = 128 << 20   # resident growth over an evaluation pass that returns freed heap memory to the system
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def release_freed_memory() -> None:
+    """Give the heap's freed pages back to the system.
+
+    Large batches freed by the loop while the next one is already read fragment glibc's heap: without
+    this the process grew by about one batch per batch over an evaluation pass (at 112 px, batch
+    256: 0.5 GB over 17,000 images) and gave it back only at the end. Trimming costs the page faults
+    of reusing that memory, so it happens only once the process has grown by TRIM_GROWTH."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @dataclass(frozen=True)
@@ -36,6 +74,7 @@ def predict_logits(model: nn.Module, source: BatchSource, runtime: Runtime, mean
     model.eval()
     order = torch.arange(source.num_images) if indices is None else indices
     logits_parts, targets = [], []
+    resident = resident_bytes()
     for i, (images, batch_targets) in enumerate(source.batches(order, batch_size)):
         if max_batches and i >= max_batches:
             break
@@ -49,6 +88,9 @@ def predict_logits(model: nn.Module, source: BatchSource, runtime: Runtime, mean
                 logits = (logits + model(x.flip(3)).float()) / 2
         logits_parts.append(logits.cpu())
         targets.append(batch_targets)
+        if resident and resident_bytes() - resident > TRIM_GROWTH:
+            release_freed_memory()
+            resident = resident_bytes()
     if not logits_parts:   # an empty shard
         return torch.zeros((0, num_outputs(model))), torch.zeros(0, dtype=torch.long)
     return torch.cat(logits_parts), torch.cat(targets)
