@@ -97,8 +97,8 @@ def to_markdown(res: dict[str, Any]) -> str:
     m, t = res["machine"], res["timings"]
     n, ne, v = res["num_images"], res["num_enhance_images"], res["versions_per_image"]
     plain_eval_s, plain_enh_s = t["plain evaluate"]["median_s"], t["plain enhance"]["median_s"]
-    lines = [f"Machine: {m['cpu']}; torch {m['torch']}, onnxruntime {res['onnxruntime']}; {res['repeats']} interleaved rounds after one "
-             f"warm-up call each, medians; load average at start "
+    lines = [f"Machine: {m['cpu']}; torch {m['torch']}, onnxruntime {res['onnxruntime']}; "
+             f"{res['repeats']} interleaved rounds after one warm-up call each, medians; load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'] or [])}; {res['date']}.", "",
              f"auto picked: {res['auto_choice']}", "",
              f"| job | engine | median s | images/s | vs plain loop | accuracy | target |",
@@ -155,10 +155,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "versions_per_image": 1 + len(names), "repeats": args.repeats,
                               "img_size": json.loads((run / "summary.json").read_text())["img_size"],
                               "command": f"python benchmarks/bench_backends.py{' --quick' if args.quick else ''}"}
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0].split() \
-        if Path("/proc/cpuinfo").is_file() else []
-    report["machine"]["cpu_flags"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-                                      if f in flags]
     timings = time_calls(calls_for(run, data, args.split, enhance_folder, int8), args.repeats, report["num_images"])
     choices = json.loads((cache / "imgclf" / "backends.json").read_text()) if (cache / "imgclf").is_dir() else {}
     report["auto_choice"] = "; ".join(f"{v['choice']} ({', '.join(f'{k} {s}' for k, s in v['images_per_s'].items())}"
