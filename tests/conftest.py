@@ -99,11 +99,16 @@ def split_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(split_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small run (small_cnn, 2 epochs) shared by the tests that need a trained model."""
+    """One small run (small_cnn, 2 epochs) shared by the tests that need a trained model.
+
+    fp32, not ``auto``: the precision probe may pick bf16 on one CPU and fp32 on another, and
+    tests that compare evaluate with what training logged evaluate in fp32.
+    """
     import imgclf
 
     out = tmp_path_factory.mktemp("runs") / "run"
-    imgclf.train(split_data, out=out, model="small_cnn", epochs=2, batch_size=16, img_size=32, seed=0)
+    imgclf.train(split_data, out=out, model="small_cnn", epochs=2, batch_size=16, img_size=32, seed=0,
+                 precision="fp32")
     return out
 
 

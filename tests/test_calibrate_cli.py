@@ -14,20 +14,30 @@ import imgclf
 from imgclf.artifacts import RunDir
 from imgclf.cli import main
 from imgclf.commands.demo import write_digits
-from imgclf.engine.checkpoint import load_weights
+from imgclf.engine.checkpoint import load_weights, save_weights
+
+SHARPEN = 4.0   # the over-confident model's logits are this many times too large
 
 
 def overconfident_run(root: Path, per_class: int, epochs: int, seed: int = 0) -> Path:
     """Real digit scans; a small train split fitted long with Adam and no label smoothing or weight decay.
 
-    The train loss goes to ~0 while val/test accuracy stays near 93%: the mistakes are confident,
-    which is what over-confidence means.
+    How over-confident such a model is depends on the seed and the CPU's arithmetic (test ECE
+    0.02-0.05, within the noise of the estimate on a few hundred images), so the last layer of
+    the checkpoint is then scaled by ``SHARPEN``: the same predictions, logits known to be too
+    large. 100 per class gives ~420 test images: ECE fell on 20 of 20 tries (5 seeds, fp32 and
+    bf16, 6 epochs), 40 per class left it within noise.
     """
     write_digits(root / "raw", per_class=per_class)
     imgclf.prepare(root / "raw", root / "data", val=0.42, test=0.42, seed=seed)
     imgclf.train(root / "data", out=root / "run", model="small_cnn", img_size=16, channels="gray", epochs=epochs,
                  batch_size=16, optimizer="adam", lr=0.003, weight_decay=0.0, label_smoothing=0.0,
                  scheduler="constant", warmup_steps=0, crop_padding=0, seed=seed)
+    weights = RunDir(root / "run").weights("last")
+    tensors, meta = load_weights(weights)
+    for name in ("classifier.4.weight", "classifier.4.bias"):   # SmallCNN's final Linear
+        tensors[name] = tensors[name] * SHARPEN
+    save_weights(weights, tensors, meta)
     return root / "run"
 
 
@@ -40,22 +50,22 @@ def before_and_after(run: Path) -> tuple[dict, dict, float]:
 
 
 def test_temperature_scaling_lowers_ece_and_nll_on_a_split_it_was_not_fitted_on(tmp_path: Path) -> None:
-    run = overconfident_run(tmp_path, per_class=40, epochs=20)
+    run = overconfident_run(tmp_path, per_class=100, epochs=6)
     before, after, temperature = before_and_after(run)
-    assert temperature > 1.0                       # over-confident: the logits are too large
+    assert temperature > SHARPEN / 2              # over-confident: the logits are too large
     assert after["nll"] < before["nll"]
     assert after["ece"] < before["ece"]
     assert after["temperature"] == pytest.approx(temperature)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_temperature_scaling_helps_on_held_out_digits_for_several_seeds(tmp_path: Path, seed: int) -> None:
-    run = overconfident_run(tmp_path, per_class=80, epochs=30, seed=seed)
+    run = overconfident_run(tmp_path, per_class=100, epochs=6, seed=seed)
     before, after, temperature = before_and_after(run)
     print(f"seed {seed}: T {temperature:.3f}, test ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
           f"NLL {before['nll']:.4f} -> {after['nll']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}")
-    assert temperature > 1.0 and after["nll"] < before["nll"] and after["ece"] < before["ece"]
+    assert temperature > SHARPEN / 2 and after["nll"] < before["nll"] and after["ece"] < before["ece"]
 
 
 def prob_rows(path: Path) -> dict[str, dict[str, str]]:
@@ -103,7 +113,7 @@ def test_calibrate_stores_the_temperature_and_every_command_uses_it(trained_run:
     assert main(["calibrate", str(run), "--reset", "--checkpoint", "last"]) == 0
     assert not RunDir(run).calibration_json.exists()
     logged = json.loads(RunDir(run).summary_json.read_text())["best"]
-    assert imgclf.evaluate(run).loss == pytest.approx(logged["val_loss"], abs=1e-5)
+    assert imgclf.evaluate(run, precision="fp32").loss == pytest.approx(logged["val_loss"], abs=1e-5)
 
 
 def test_calibrate_names_a_missing_split(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.parametrize("which", ["last", "best"])
 def test_evaluate_agrees_with_what_train_logged(trained_run: Path, which: str) -> None:
     run = RunDir(trained_run)
-    result = imgclf.evaluate(trained_run, checkpoint=which)
+    result = imgclf.evaluate(trained_run, checkpoint=which, precision="fp32")   # as trained_run trained
     summary = json.loads(run.summary_json.read_text())
     logged = summary["final" if which == "last" else "best"]
     assert result.accuracy == pytest.approx(logged["val_acc"], abs=1e-6)
