@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,8 @@ from torch.optim import lr_scheduler as S
 
 from imgclf.config.schedules import check_chain, parse_sched_args
 from imgclf.models.registry import create_model, head_parameter_names
-from imgclf.training.optim import FreezePlan, create_optimizer, optimizer_step, set_backbone_frozen, set_lr
+from imgclf.training.optim import (OPTIMIZERS, FreezePlan, create_optimizer, optimizer_step, parameter_groups,
+                                  set_backbone_frozen, set_lr)
 from imgclf.training.schedules import Horizon, LRSchedule, create_schedule
 from schedule_reference import ScheduleSpec, lr_factor
 
@@ -185,3 +190,57 @@ def test_adam_and_adamw_are_registered() -> None:
     model = nn.Linear(2, 2)
     assert isinstance(create_optimizer("adam", model, 1e-3), torch.optim.Adam)
     assert isinstance(create_optimizer("adamw", model, 1e-3, weight_decay=0.01), torch.optim.AdamW)
+
+
+# --- torch's optimizers, unguarded -----------------------------------------------------------
+
+UNGUARDED = {"sgd": (torch.optim.SGD, dict(momentum=0.9, nesterov=True, weight_decay=5e-4)),
+             "adam": (torch.optim.Adam, dict(weight_decay=1e-4)),
+             "adamw": (torch.optim.AdamW, dict(weight_decay=0.05))}
+
+
+def two_group_model(seed: int) -> tuple[nn.Module, list[dict]]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    return model, parameter_groups(model, 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(UNGUARDED))
+def test_unguarded_optimizers_update_and_save_exactly_as_torch(name: str) -> None:
+    """Same parameters, state and state_dict as torch's class after every step, and each loads the other's state."""
+    torch_class, kwargs = UNGUARDED[name]
+    ours_model, ours_groups = two_group_model(0)
+    ref_model, ref_groups = two_group_model(0)
+    ours = OPTIMIZERS[name](ours_groups, lr=0.01, momentum=kwargs.get("momentum", 0.9),
+                            nesterov=kwargs.get("nesterov", False), weight_decay=kwargs["weight_decay"])
+    ref = torch_class(ref_groups, lr=0.01, **kwargs)
+    assert isinstance(ours, torch_class) and type(ours) is not torch_class
+    x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for _ in range(4):
+        for model, opt in ((ours_model, ours), (ref_model, ref)):
+            opt.zero_grad(set_to_none=True)
+            model(x).pow(2).mean().backward()
+            opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours_model.parameters(), ref_model.parameters()))
+    ours_state, ref_state = ours.state_dict(), ref.state_dict()
+    assert ours_state["param_groups"] == ref_state["param_groups"]
+    assert ours_state["state"].keys() == ref_state["state"].keys()
+    for index, entry in ref_state["state"].items():
+        assert all(torch.equal(entry[k], ours_state["state"][index][k]) for k in entry)
+    ours.load_state_dict(ref_state)
+    ref.load_state_dict(ours_state)
+    assert all(p.grad is not None for p in ours_model.parameters())
+    ours.zero_grad()
+    assert all(p.grad is None for p in ours_model.parameters())
+
+
+def test_a_short_run_never_imports_torch_dynamo(split_data: Path, tmp_path: Path) -> None:
+    """The optimizer, the lr schedule and the precision/compile probes stay clear of torch._dynamo,
+    whose import costs a small run 1-2 s before its first step (it is imported when compiling)."""
+    code = ("import sys, imgclf; imgclf.train(sys.argv[1], out=sys.argv[2], model='small_cnn', epochs=1, "
+            "img_size=16, batch_size=16); print('dynamo' if 'torch._dynamo' in sys.modules else 'clear')")
+    done = subprocess.run([sys.executable, "-c", code, str(split_data), str(tmp_path / "run")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "clear"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 1

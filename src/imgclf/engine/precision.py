@@ -48,7 +48,9 @@ def probe_key(model_name: str, channels: int, img_size: int, batch_size: int) ->
 def time_steps(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype | None,
                rounds: int, device_type: str = "cpu") -> list[float]:
     """Seconds of each of ``rounds`` forward + backward + SGD steps (the first pays one-time set-up)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    from imgclf.training.optim import SGD
+
+    optimizer = SGD(model.parameters(), lr=1e-4, momentum=0.9)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()

@@ -7,8 +7,10 @@ sets ``lr = initial_lr * factor`` on all groups, the head's own lr included.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,17 +20,61 @@ from imgclf.errors import ImgclfError
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
+# --- torch's optimizers without the guard that imports torch._dynamo --------------------------
+
+class _Unguarded:
+    """A torch optimizer whose methods run without torch's lazy ``torch._dynamo`` guard.
+
+    torch wraps ``add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict`` and
+    ``step`` of every optimizer in a guard that keeps ``torch.compile`` from tracing into them;
+    the guard's first call imports ``torch._dynamo`` (1.3-2.1 s on these CPUs, more than a
+    small run's first epoch). imgclf compiles the model, never the optimizer, so the guard has
+    nothing to do here: these classes call the very functions torch wraps (``inspect.unwrap``),
+    so the arithmetic, the state and ``state_dict`` are torch's own, bit for bit.
+    """
+
+    _torch_class: type[torch.optim.Optimizer]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        inspect.unwrap(torch.optim.Optimizer.add_param_group)(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        inspect.unwrap(torch.optim.Optimizer.zero_grad)(self, set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return inspect.unwrap(torch.optim.Optimizer.state_dict)(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        inspect.unwrap(torch.optim.Optimizer.load_state_dict)(self, state_dict)
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> Any:
+        """torch's update under the grad mode its guard would set (off unless ``differentiable``)."""
+        with torch.set_grad_enabled(self.defaults["differentiable"]):   # type: ignore[attr-defined]
+            return inspect.unwrap(self._torch_class.step)(self, closure)
+
+
+class SGD(_Unguarded, torch.optim.SGD):
+    _torch_class = torch.optim.SGD
+
+
+class Adam(_Unguarded, torch.optim.Adam):
+    _torch_class = torch.optim.Adam
+
+
+class AdamW(_Unguarded, torch.optim.AdamW):
+    _torch_class = torch.optim.AdamW
+
+
 def _sgd(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                           weight_decay=weight_decay)
+    return SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay)
 
 
 def _adam(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    return Adam(groups, lr=lr, weight_decay=weight_decay)
 
 
 def _adamw(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    return AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
 def _lbfgs(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.Optimizer:

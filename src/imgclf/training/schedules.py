@@ -22,6 +22,7 @@ from torch.optim import lr_scheduler as S
 
 from imgclf.analysis.metrics import lower_is_better
 from imgclf.config.schedules import SCHEDULER_PARAMS, parse_chain, parse_sched_args
+from imgclf.training.optim import SGD
 
 WARMUP_START = 0.1   # warm-up starts at lr/10
 
@@ -102,7 +103,7 @@ class LRSchedule:
                  defaults: Mapping[str, Any] | None = None) -> None:
         self.horizon = horizon
         self._param = torch.nn.Parameter(torch.zeros(1))
-        self.proxy = torch.optim.SGD([self._param], lr=1.0)
+        self.proxy = SGD([self._param], lr=1.0)
         self.steps = 0
         own = any(SCHEDULERS[n].own_warmup for n in names)
         self.warmup = (S.LinearLR(self.proxy, WARMUP_START, 1.0, total_iters=horizon.warmup_steps)
