@@ -115,10 +115,17 @@ def test_compile_auto_decides_from_the_cached_measurement_and_the_run_length() -
     assert long.compile and "saves about 70 s" in long.reason and "measured earlier" in long.reason
 
 
-def test_compile_auto_does_not_probe_for_a_short_run() -> None:
+def test_compile_auto_does_not_probe_for_a_short_run_and_times_its_steps_once() -> None:
     decision = decide_compile(_tiny_net, "compile-short", *_batch(), None, steps=20)
     assert not decision.compile and "too few to pay back" in decision.reason
-    assert "compile-short" not in read_verdicts(compilation.CACHE)
+    saved = read_verdicts(compilation.CACHE)["compile-short"]
+    assert saved.keys() == {"eager_step_s"} and saved["eager_step_s"] > 0   # no compile measured
+
+    def not_again() -> torch.nn.Module:
+        raise AssertionError("the eager step time was stored; nothing is measured again")
+
+    again = decide_compile(not_again, "compile-short", *_batch(), None, steps=20)
+    assert not again.compile and "too few to pay back" in again.reason
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ each run. So it is measured, not assumed: compile a fresh copy of the model, tim
 only when ``(eager - compiled step) x steps > compile time``. The probe itself costs about one
 compile, so a workload is probed only when its run is long enough for that to be small
 (``PROBE_MIN_RUN_S``); the verdict is cached per machine and workload (:mod:`imgclf.machine`),
-and later runs of any length decide from it without measuring.
+and later runs of any length decide from it without measuring. A shorter run only times eager
+steps, to know it is short; that time is kept too, so the next short run measures nothing.
 """
 
 from __future__ import annotations
@@ -57,17 +58,30 @@ def measure_compile(make_model: Callable[[], nn.Module], images: torch.Tensor, t
     return CompileVerdict(round(max(first - step, 0.0), 3), round(step, 5), round(min(steady), 5))
 
 
+def _eager_step(saved: dict) -> float | None:
+    """The eager step time a short run stored earlier (no compile measured yet), if usable."""
+    try:
+        step = float(saved["eager_step_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return step if step > 0 else None
+
+
 def decide_compile(make_model: Callable[[], nn.Module], key: str, images: torch.Tensor, targets: torch.Tensor,
                    dtype: torch.dtype | None, steps: int) -> CompileDecision:
     """Compile or not for a run of ``steps`` steps of the workload ``key`` names (a batch of its shape:
     ``images``, ``targets``; autocast ``dtype`` or None)."""
     saved = read_verdicts(CACHE).get(key)
-    if isinstance(saved, dict) and {"compile_s", "eager_step_s", "compiled_step_s"} <= saved.keys():
+    saved = saved if isinstance(saved, dict) else {}
+    if {"compile_s", "eager_step_s", "compiled_step_s"} <= saved.keys():
         verdict = CompileVerdict(float(saved["compile_s"]), float(saved["eager_step_s"]),
                                  float(saved["compiled_step_s"]), cached=True)
     else:
-        eager = make_model().to(images.device, memory_format=torch.channels_last).train()
-        step = min(time_steps(eager, images, targets, dtype, 3, images.device.type)[1:])
+        step = _eager_step(saved)
+        if step is None:   # timed once per workload: a fresh model's first steps cost a small run ~0.1-1 s
+            eager = make_model().to(images.device, memory_format=torch.channels_last).train()
+            step = min(time_steps(eager, images, targets, dtype, 3, images.device.type)[1:])
+            remember_verdict(CACHE, key, {"eager_step_s": round(step, 5)})
         if step * steps < PROBE_MIN_RUN_S:
             return CompileDecision(False, f"compile off: about {step * steps:.0f} s of training steps, too few to "
                                           f"pay back a compile (measured only for runs over {PROBE_MIN_RUN_S:.0f} s)")
