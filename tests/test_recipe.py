@@ -108,18 +108,23 @@ def test_auto_is_recorded_and_resolved(split_data: Path, tmp_path: Path) -> None
     assert imgclf.evaluate(run, precision="fp32").accuracy >= 0.0   # the checkpoint rebuilds from its metadata
 
 
-@pytest.mark.parametrize(("native", "expected"), [(32, 32), (48, 48), (64, 32), (96, 48), (224, 112)])
-def test_auto_size_halves_data_over_48_px(native: int, expected: int) -> None:
-    assert recipe.recipe_img_size(native) == expected
+@pytest.mark.parametrize(("native", "num_train", "expected"),
+                         [(32, 5000, 32), (48, 5000, 48), (64, 5000, 32), (96, 1000, 48), (224, 10**6, 112),
+                          (64, 999, 64), (224, 160, 224)])
+def test_auto_size_halves_data_over_48_px_with_enough_images(native: int, num_train: int, expected: int) -> None:
+    assert recipe.recipe_img_size(native, num_train) == expected
 
 
 def test_auto_trains_large_images_at_half_size_and_a_named_model_at_full(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_split_tree(tmp_path / "data", train_per_class=6, val_per_class=2, size=64)
+    few = imgclf.train(data, out=tmp_path / "few", epochs=1, batch_size=16, precision="fp32")
+    assert json.loads(RunDir(few.run_dir).config_json.read_text())["derived"]["img_size"] == 64   # 18 images
+    monkeypatch.setattr(recipe, "HALVE_MIN_IMAGES", 18)
     auto = imgclf.train(data, out=tmp_path / "auto", epochs=1, batch_size=16, precision="fp32")
     derived = json.loads(RunDir(auto.run_dir).config_json.read_text())["derived"]
     assert derived["img_size"] == 32 and derived["recipe"]["model"] == "fastnet_s"
-    assert "auto: img size 32: half the data's 64 px" in capsys.readouterr().err
+    assert "auto: img size 32: half the data's 64 px (over 48 px and 18 images" in capsys.readouterr().err
     named = imgclf.train(data, out=tmp_path / "named", model="small_cnn", epochs=1, batch_size=16, precision="fp32")
     assert json.loads(RunDir(named.run_dir).config_json.read_text())["derived"]["img_size"] == 64
 

@@ -126,7 +126,7 @@ def load_split_images(p: Plan, split: str) -> tuple[list[Path], np.ndarray, list
     paths, targets, classes = list_split(p.data, split)
     img_size = p.img_size or auto_img_size(paths)
     if not p.img_size and p.model == "auto":
-        img_size = rules.recipe_img_size(img_size)   # as ``imgclf train`` sizes them with --model auto
+        img_size = rules.recipe_img_size(img_size, len(paths))   # as ``imgclf train`` sizes them with --model auto
     images, ok, errors = load_images(paths, img_size, p.channels, desc=f"decoding {split}")
     for path, reason in errors:
         warn(f"{path}: {reason}; skipped")

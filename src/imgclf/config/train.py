@@ -40,7 +40,7 @@ class TrainConfig:
         "default", "weight initialisation of conv and linear layers")
     # data
     img_size: int = opt(0, "square training resolution in pixels; 0 = from the data (median side, 32..224; "
-                            "with --model auto, halved over 48 px)")
+                            "with --model auto, halved over 48 px from 1,000 train images)")
     channels: Literal["rgb", "gray"] = opt("rgb", "feed the model RGB or one grey channel")
     normalize: Literal["auto", "imagenet", "half"] = opt(
         "auto", "auto = mean/std of the train split; imagenet; half = 0.5/0.5")

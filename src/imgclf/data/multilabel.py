@@ -65,7 +65,7 @@ def multi_hot(labels: list[tuple[str, ...]], classes: list[str]) -> torch.Tensor
 
 
 def load_multilabel_data(data_root: Path, img_size: int, channels: int, cache_gb: float,
-                         workers: int, size_rule: Callable[[int], int] | None = None) -> TrainingData:
+                         workers: int, size_rule: Callable[[int, int], int] | None = None) -> TrainingData:
     """Decode train and val of a multi-label tree into memory; classes = the labels seen in train."""
     train_paths, train_labels = read_labels_csv(data_root / "train")
     val_paths, val_labels = read_labels_csv(data_root / "val")
@@ -76,7 +76,7 @@ def load_multilabel_data(data_root: Path, img_size: int, channels: int, cache_gb
     if unknown:
         warn(f"{data_root}/val: labels never seen in train are ignored: {', '.join(unknown)}")
     native = auto_img_size(train_paths) if not img_size else 0
-    img_size = img_size or (size_rule(native) if size_rule else native)
+    img_size = img_size or (size_rule(native, len(train_paths)) if size_rule else native)
     need = (len(train_paths) + len(val_paths)) * channels * img_size * img_size
     if need > cache_gb * GIB:
         status(f"multi-label data is decoded into memory: {need / GIB:.1f} GiB (over --cache-gb {cache_gb})")

@@ -100,10 +100,11 @@ def stats_sample(num_images: int) -> list[int]:
 def load_training_data(data_root: Path, img_size: int, channels: int, cache: str, cache_gb: float,
                        workers: int, pin: bool = False, preprocess: str = "none",
                        preprocess_fn: Preprocess | None = None, cache_dir: Path | None = None,
-                       size_rule: Callable[[int], int] | None = None) -> TrainingData:
+                       size_rule: Callable[[int, int], int] | None = None) -> TrainingData:
     """List train/val, choose the size and the cache mode, build the sources, compute mean/std of train.
 
-    ``img_size`` 0 = from the data (``auto_img_size``), passed through ``size_rule`` when given."""
+    ``img_size`` 0 = from the data (``auto_img_size``), passed through ``size_rule(native px, train
+    images)`` when given."""
     train_paths, train_targets, classes = list_split(data_root, "train")
     val_paths, val_targets, _ = list_split(data_root, "val", classes)
     if len(classes) < 2:
@@ -113,7 +114,7 @@ def load_training_data(data_root: Path, img_size: int, channels: int, cache: str
             warn(f"{data_root}/train/{name}: empty class folder (no images); the model gets a class it never "
                  "sees in training; remove the folder if that is not intended")
     native = auto_img_size(train_paths) if not img_size else 0
-    img_size = img_size or (size_rule(native) if size_rule else native)
+    img_size = img_size or (size_rule(native, len(train_paths)) if size_rule else native)
     splits = (Split("train", train_paths, train_targets), Split("val", val_paths, val_targets))
     need = (len(train_paths) + len(val_paths)) * channels * img_size * img_size
     folder = cache_folder(data_root, cache_dir) if cache != "off" else None

@@ -143,7 +143,8 @@ def resolve_recipe(cfg: TrainConfig, data: TrainingData, num_outputs: int, ctx: 
     notes: list[str] = []
     if data.native_size and data.native_size != data.img_size:
         notes.append(f"img size {data.img_size}: half the data's {data.native_size} px (over "
-                     f"{rules.HALVE_ABOVE} px, half the size trains as well in about half the time)")
+                     f"{rules.HALVE_ABOVE} px and {rules.HALVE_MIN_IMAGES:,} images, half the size trains as well "
+                     "in about half the time)")
     model, note = resolve_model(cfg, data)
     notes += [note] if note else []
     batch = int(cfg.batch_size) if cfg.batch_size != "auto" else rules.recipe_batch_size(data.train.num_images,
