@@ -3,6 +3,7 @@ and a second run that trains from the decode cache without decoding."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import imgclf
 from imgclf.data.cache import FOLDER_IN_DATA
 from imgclf.data.loading import decode_resized
 from imgclf.data.training import GIB, choose_mode, load_training_data
+from imgclf.errors import ImgclfError
 
 RUN = dict(model="small_cnn", epochs=2, batch_size=8, img_size=24, deterministic=True, precision="fp32",
            device="cpu", seed=4, workers=1)
@@ -130,3 +132,35 @@ def test_preprocess_is_stored_in_the_cache_and_applied_once(jpeg_data: Path) -> 
     stream = load_training_data(jpeg_data, 24, 3, "off", 4.0, workers=1, preprocess="gamma:g=0.5", preprocess_fn=fn)
     assert not stream.preprocessed and (stream.mean, stream.std) == (data.mean, data.std)
     assert np.isfinite(data.mean).all()
+
+
+def test_evaluate_reads_the_cache_training_left_and_never_a_damaged_one(clean_data: Path, tmp_path: Path) -> None:
+    """evaluate takes a split's pixels from the decode cache of the training run when it matches exactly
+    (same numbers as decoding), reads it only, and decodes when the cache does not verify."""
+    data = tmp_path / "data"
+    shutil.copytree(clean_data, data, copy_function=shutil.copy2)
+    shutil.rmtree(data / FOLDER_IN_DATA, ignore_errors=True)
+    run = tmp_path / "run"
+    imgclf.train(data, out=run, cache="memory", **RUN)
+    val_cache = next((data / FOLDER_IN_DATA).glob("val-24px-3c-none.u8"))
+
+    def evaluate() -> tuple[float, float, str]:
+        result = imgclf.evaluate(run, data, split="val", precision="fp32")
+        return result.accuracy, result.loss, (run / "predictions.csv").read_text()
+
+    from_cache = evaluate()
+    (data / FOLDER_IN_DATA).rename(tmp_path / "aside")
+    assert evaluate() == from_cache                       # decoded: the very same pixels and numbers
+    (tmp_path / "aside").rename(data / FOLDER_IN_DATA)
+    for path in (data / "val").rglob("*.jpg"):            # same size and mtime, no longer an image
+        st = path.stat()
+        path.write_bytes(b"\0" * st.st_size)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert evaluate() == from_cache                       # read from the cache, not decoded
+    raw = bytearray(val_cache.read_bytes())
+    raw[-1] ^= 0xFF                                       # one pixel of the last row
+    val_cache.write_bytes(bytes(raw))
+    digest = hashlib.sha256(val_cache.read_bytes()).hexdigest()
+    with pytest.raises(ImgclfError, match=r"cannot be decoded: .*\.jpg"):   # not trusted: decoded, and named
+        imgclf.evaluate(run, data, split="val", precision="fp32")
+    assert hashlib.sha256(val_cache.read_bytes()).hexdigest() == digest   # evaluate never writes a cache

@@ -98,6 +98,12 @@ def user_cache_root() -> Path:
     return Path(base) / "imgclf"
 
 
+def _keyed_name(data_root: Path) -> str:
+    """``<folder name>-<hash of its real path>``: the name of a data folder's caches outside it."""
+    real = os.path.realpath(data_root)
+    return f"{Path(real).name or 'data'}-{hashlib.sha256(real.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+
+
 def cache_folder(data_root: Path, override: Path | None = None) -> Path | None:
     """Where the caches of ``data_root`` live; None when no candidate is writable.
 
@@ -107,8 +113,7 @@ def cache_folder(data_root: Path, override: Path | None = None) -> Path | None:
     """
     from imgclf.data.prepare import written_by_us
 
-    real = os.path.realpath(data_root)
-    keyed = f"{Path(real).name or 'data'}-{hashlib.sha256(real.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+    keyed = _keyed_name(data_root)
     candidates = [override / keyed] if override is not None else []
     if override is None and written_by_us(Path(data_root)) and os.access(data_root, os.W_OK):
         candidates.append(Path(data_root) / FOLDER_IN_DATA)
@@ -121,6 +126,32 @@ def cache_folder(data_root: Path, override: Path | None = None) -> Path | None:
             continue
         if os.access(folder, os.W_OK | os.X_OK):
             return folder
+    return None
+
+
+def existing_cache_folders(data_root: Path) -> list[Path]:
+    """The folders :func:`cache_folder` may have put ``data_root``'s caches in that exist now (nothing is created)."""
+    candidates = (Path(data_root) / FOLDER_IN_DATA, user_cache_root() / "decoded" / _keyed_name(data_root))
+    return [folder for folder in candidates if folder.is_dir()]
+
+
+def cached_rows(spec: CacheSpec) -> np.ndarray | None:
+    """Every row of a valid cache file for exactly ``spec`` that a training run left, or None.
+
+    Read-only: nothing is built or written. A file with any rejected image is not used (the
+    caller decodes, so the undecodable files are reported by name), nor is a stale, truncated
+    or corrupt one (the header is compared field by field and the pixels against their digest).
+    """
+    for folder in existing_cache_folders(spec.root):
+        path = folder / spec.file_name()
+        if not path.is_file():
+            continue
+        try:
+            cache = open_cache(path, spec)
+            if not cache.rejected:
+                return cache.read_all()
+        except (CacheError, OSError):
+            continue
     return None
 
 

@@ -18,7 +18,8 @@ from imgclf.analysis.saliency import CamSetup, resolve_layer
 from imgclf.artifacts import RunDir
 from imgclf.console import warn
 from imgclf.data.folders import expand_paths, list_split
-from imgclf.data.loading import load_images
+from imgclf.data.cache import CacheSpec, cached_rows
+from imgclf.data.loading import GEOMETRY, load_images
 from imgclf.data.multilabel import multi_hot, read_labels_csv
 from imgclf.data.sources import TensorSource
 from imgclf.engine.checkpoint import check_temperature, load_weights, read_temperature
@@ -246,8 +247,18 @@ def load_split(loaded: LoadedModel, data_root: Path | None, split: str) -> tuple
     if root is None:
         raise ImgclfError("no data folder: pass DATA")
     paths, targets, _ = list_split(Path(root), split, loaded.classes)
-    images = decode_labelled(loaded, paths, f"{root}/{split}")
+    images = cached_split(loaded, Path(root), split, paths)
+    if images is None:
+        images = decode_labelled(loaded, paths, f"{root}/{split}")
     return paths, torch.tensor(targets, dtype=torch.long), images
+
+
+def cached_split(loaded: LoadedModel, root: Path, split: str, paths: Sequence[Path]) -> torch.Tensor | None:
+    """The split's images from the decode cache a training run on this data left at the model's size and
+    channels (the same decode as :func:`decode_labelled`, verified), or None: then they are decoded."""
+    spec = CacheSpec(split, tuple(paths), root, loaded.img_size, loaded.channels, "none", GEOMETRY)
+    rows = cached_rows(spec)
+    return torch.from_numpy(rows) if rows is not None else None
 
 
 def load_multilabel_split(loaded: LoadedModel, data_root: Path | None, split: str
