@@ -10,7 +10,6 @@ and exact resume do not depend on the mode.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +113,7 @@ class StreamSource:
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         self.sampler.chunks = [c.tolist() for c in split_order(order, batch_size)]
-        for images, indices, reasons in _iterate_frozen(self.loader):
+        for images, indices, reasons in self.loader:
             good = torch.tensor([not r for r in reasons], dtype=torch.bool)
             if not bool(good.all()):
                 for n in (~good).nonzero().flatten().tolist():
@@ -125,23 +124,6 @@ class StreamSource:
                 images, indices = images[good], indices[good]
             if len(indices):
                 yield images, self.targets[indices]
-
-
-def _iterate_frozen(loader: torch.utils.data.DataLoader) -> Iterator:
-    """``iter(loader)`` with the parent's objects frozen while it forks its workers.
-
-    A forked worker shares the parent's memory until a page is written. Python's cyclic garbage
-    collector writes to every object it visits, so the first full collection in a worker copies
-    every page holding the parent's objects (the file lists, Path objects and the rest, which
-    grow with the number of images) into each worker. ``gc.freeze()`` before the fork puts those
-    objects out of the collector's reach in the workers; the parent unfreezes at once.
-    """
-    gc.freeze()
-    try:
-        iterator = iter(loader)
-    finally:
-        gc.unfreeze()
-    return iterator
 
 
 class DiskSource:
