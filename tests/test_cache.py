@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import make_split_tree, write_files
 
-from imgclf.data.cache import FOLDER_IN_DATA, CacheSpec, cache_folder, open_cache, read_header
+from imgclf.data.cache import FOLDER_IN_DATA, CacheSpec, cache_folder, files_fingerprint, open_cache, read_header
 from imgclf.data.cache_write import load_or_build
 from imgclf.data.folders import list_split
 from imgclf.data.loading import GEOMETRY, decode_chunks, decode_resized
@@ -146,3 +147,20 @@ def test_long_header_moves_the_rows_and_stays_readable(tmp_path: Path) -> None:
     assert offset > 4096 and len(header["rejected"]) == 120
     good = [i for i, p in enumerate(spec.paths) if not p.name.startswith("broken")]
     assert all(np.array_equal(rows[i], decode_resized(spec.paths[i], 16, 3)) for i in good)
+
+
+def test_files_fingerprint_names_files_relative_to_the_root_however_it_is_given(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ["a/x.jpg", "a-b/x.jpg", "a b/y.png", "a/b/c.jpg", "é/ü.jpg"]
+    for rel in names:
+        (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / rel).write_bytes(rel.encode())
+    paths = [tmp_path / "data" / rel for rel in names]
+    expected = hashlib.sha256()
+    for path, rel in zip(paths, names):
+        st = os.stat(path)
+        expected.update(f"{rel}\0{st.st_size}:{st.st_mtime_ns}\n".encode())
+    monkeypatch.chdir(tmp_path)
+    assert files_fingerprint(paths, tmp_path / "data") == expected.hexdigest()
+    assert files_fingerprint(paths, Path("data")) == expected.hexdigest()                        # relative root
+    assert files_fingerprint([Path("data") / rel for rel in names], tmp_path / "data") == expected.hexdigest()

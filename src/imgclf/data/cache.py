@@ -79,13 +79,15 @@ class CacheSpec:
 def files_fingerprint(paths: Sequence[Path], root: Path) -> str:
     """sha256 over (relative path, size, mtime in ns) of every file: any change, addition or removal shows."""
     digest = hashlib.sha256()
+    prefix = os.path.join(os.path.abspath(root), "")
     for path in paths:
         try:
             st = os.stat(path)
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError as err:
             stamp = f"unreadable:{err.errno}"
-        rel = os.path.relpath(path, root)
+        full = os.path.abspath(path)   # relpath's answer without its per-call normalisation of root
+        rel = full[len(prefix):] if full.startswith(prefix) else os.path.relpath(full, root)
         digest.update(f"{rel}\0{stamp}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
