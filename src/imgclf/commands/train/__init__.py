@@ -57,7 +57,9 @@ def run(cfg: TrainConfig) -> TrainResult:
     ctx = init_distributed(resolve_device(cfg.device).type)
     try:
         with contextlib.ExitStack() as locks:
-            return _train(cfg, ctx, locks)
+            result = _train(cfg, ctx, locks)
+        barrier(ctx)   # no rank tears its process group down while another still uses it
+        return result
     finally:
         shutdown(ctx)
 
