@@ -199,18 +199,19 @@ UNGUARDED = {"sgd": (torch.optim.SGD, dict(momentum=0.9, nesterov=True, weight_d
              "adamw": (torch.optim.AdamW, dict(weight_decay=0.05))}
 
 
-def two_group_model(seed: int) -> tuple[nn.Module, list[dict]]:
+def two_group_model(seed: int, weight_decay: float) -> tuple[nn.Module, list[dict]]:
+    """Decay on the conv/linear weights, none on biases and BatchNorm: two groups."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
-    return model, parameter_groups(model, 0.0)
+    return model, parameter_groups(model, weight_decay)
 
 
 @pytest.mark.parametrize("name", sorted(UNGUARDED))
 def test_unguarded_optimizers_update_and_save_exactly_as_torch(name: str) -> None:
     """Same parameters, state and state_dict as torch's class after every step, and each loads the other's state."""
     torch_class, kwargs = UNGUARDED[name]
-    ours_model, ours_groups = two_group_model(0)
-    ref_model, ref_groups = two_group_model(0)
+    ours_model, ours_groups = two_group_model(0, kwargs["weight_decay"])
+    ref_model, ref_groups = two_group_model(0, kwargs["weight_decay"])
     ours = OPTIMIZERS[name](ours_groups, lr=0.01, momentum=kwargs.get("momentum", 0.9),
                             nesterov=kwargs.get("nesterov", False), weight_decay=kwargs["weight_decay"])
     ref = torch_class(ref_groups, lr=0.01, **kwargs)

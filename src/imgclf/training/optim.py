@@ -33,36 +33,29 @@ class _Unguarded:
     so the arithmetic, the state and ``state_dict`` are torch's own, bit for bit.
     """
 
-    _torch_class: type[torch.optim.Optimizer]
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        inspect.unwrap(torch.optim.Optimizer.add_param_group)(self, param_group)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        inspect.unwrap(torch.optim.Optimizer.zero_grad)(self, set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:
-        return inspect.unwrap(torch.optim.Optimizer.state_dict)(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        inspect.unwrap(torch.optim.Optimizer.load_state_dict)(self, state_dict)
+    # torch's own functions, unwrapped once (here, not per call: zero_grad and step run every step)
+    add_param_group = inspect.unwrap(torch.optim.Optimizer.add_param_group)
+    zero_grad = inspect.unwrap(torch.optim.Optimizer.zero_grad)
+    state_dict = inspect.unwrap(torch.optim.Optimizer.state_dict)
+    load_state_dict = inspect.unwrap(torch.optim.Optimizer.load_state_dict)
+    _update: Callable[..., Any]   # the torch class's own step, unwrapped
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> Any:
         """torch's update under the grad mode its guard would set (off unless ``differentiable``)."""
         with torch.set_grad_enabled(self.defaults["differentiable"]):   # type: ignore[attr-defined]
-            return inspect.unwrap(self._torch_class.step)(self, closure)
+            return self._update(closure)
 
 
 class SGD(_Unguarded, torch.optim.SGD):
-    _torch_class = torch.optim.SGD
+    _update = inspect.unwrap(torch.optim.SGD.step)
 
 
 class Adam(_Unguarded, torch.optim.Adam):
-    _torch_class = torch.optim.Adam
+    _update = inspect.unwrap(torch.optim.Adam.step)
 
 
 class AdamW(_Unguarded, torch.optim.AdamW):
-    _torch_class = torch.optim.AdamW
+    _update = inspect.unwrap(torch.optim.AdamW.step)
 
 
 def _sgd(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.Optimizer:
