@@ -19,6 +19,7 @@ from test_engine import assert_same_weights, read_metrics, snapshot_run_at
 import imgclf
 from imgclf.data.cache import FOLDER_IN_DATA
 from imgclf.data.loading import decode_resized
+from imgclf.data.sources import StreamSource
 from imgclf.data.training import GIB, choose_mode, load_training_data
 from imgclf.errors import ImgclfError
 
@@ -72,6 +73,33 @@ def _with_broken(data: object, order: torch.Tensor) -> torch.Tensor:
     paths = [data.train.dataset.path(i) for i in range(data.train.num_images)]   # type: ignore[attr-defined]
     kept = [i for i, p in enumerate(paths) if p.name != "circle_zz_broken.jpg"]
     return torch.tensor([kept[i] for i in order.tolist()])
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_both_stream_decoders_give_the_same_batches_and_skip_a_broken_file(jpeg_data: Path, workers: int) -> None:
+    """Threads (training on the CPU) and worker processes (on CUDA): the same batches, the undecodable
+    file dropped from its batch and reported once, over two passes."""
+    paths = sorted((jpeg_data / "train").rglob("*.jpg"))
+    targets = list(range(len(paths)))
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(1))
+    got = {}
+    for decoder in ("threads", "processes"):
+        source = StreamSource(paths, targets, 24, 3, workers, decoder=decoder)
+        got[decoder] = [all_batches(source, order) for _ in range(2)]
+        assert [p.name for p in source.skipped] == ["circle_zz_broken.jpg"], decoder
+    threads, processes = got["threads"], got["processes"]
+    assert len(threads[0]) == len(processes[0]) == len(threads[1])
+    for one, other in ((threads[0], processes[0]), (threads[0], threads[1]), (processes[0], processes[1])):
+        for (xa, ya), (xb, yb) in zip(one, other):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    seen = torch.cat([y for _, y in threads[0]]).tolist()
+    broken = next(i for i, p in enumerate(paths) if p.name == "circle_zz_broken.jpg")
+    assert sorted(seen) == [i for i in range(len(paths)) if i != broken]
+    first = next(i for i in order.tolist() if i != broken)
+    x, y = threads[0][0]
+    assert int(y[0]) == first and torch.equal(x[0], torch.from_numpy(decode_resized(paths[first], 24, 3)))
+    with pytest.raises(ValueError, match="decoder"):
+        StreamSource(paths, targets, 24, 3, 1, decoder="gpu")
 
 
 def test_memory_rows_are_the_one_geometry(jpeg_data: Path) -> None:

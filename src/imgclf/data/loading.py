@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from imgclf.console import progress
-from imgclf.data.decode import decode_image, read_size, to_uint8_array
+from imgclf.data.decode import decode_image, read_size
 from imgclf.errors import ImageDecodeError
 
 if TYPE_CHECKING:
@@ -38,28 +38,29 @@ GEOMETRY = "shorter side to S (bilinear), centre crop; JPEG DCT-reduced to >= 2S
 def decode_resized(path: Path, img_size: int, channels: int) -> np.ndarray:
     """(channels, img_size, img_size) uint8: shorter side resized to img_size, centre crop."""
     img = decode_image(path, mode="rgb" if channels == 3 else "gray", min_side=DRAFT_FACTOR * img_size).image
-    return resize_center(to_uint8_array(img, channels), img_size)
+    return resize_center(img, img_size)
 
 
-def resize_center(arr: np.ndarray, img_size: int) -> np.ndarray:
-    """(H, W, C) uint8 -> (C, S, S) uint8 with the shorter side at S and a centre crop."""
-    h, w = arr.shape[:2]
+def resize_center(img: Image.Image, img_size: int) -> np.ndarray:
+    """An L or RGB image -> (C, S, S) uint8 with the shorter side at S and a centre crop.
+
+    Resized and cropped as a Pillow image, one array copy at the end (the per-image cost of
+    streaming and of building a cache)."""
+    w, h = img.size
     scale = img_size / min(h, w)
     if max(h, w) * scale > MAX_ASPECT * img_size:
         # extreme aspect ratio (e.g. 2 x 20,000,000): only the centre survives the crop, so cut it out
         # first; resizing the whole strip would allocate (S x S*aspect) pixels, gigabytes for a thin line
         keep = min(max(h, w), math.ceil(MAX_ASPECT * img_size / scale))
         start = (max(h, w) - keep) // 2
-        arr = arr[start:start + keep] if h > w else arr[:, start:start + keep]
-        h, w = arr.shape[:2]
+        img = img.crop((0, start, w, start + keep)) if h > w else img.crop((start, 0, start + keep, h))
+        w, h = img.size
     new_w, new_h = max(img_size, round(w * scale)), max(img_size, round(h * scale))
     if (new_w, new_h) != (w, h):
-        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-        resized = np.asarray(img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None))
-        arr = resized[:, :, None] if resized.ndim == 2 else resized
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
     top, left = (new_h - img_size) // 2, (new_w - img_size) // 2
-    crop = arr[top:top + img_size, left:left + img_size]
-    return np.ascontiguousarray(crop.transpose(2, 0, 1))
+    arr = np.asarray(img.crop((left, top, left + img_size, top + img_size)), dtype=np.uint8)
+    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
 
 
 def _decode_chunk(args: tuple[list[Path], int, int]) -> list[np.ndarray | str]:

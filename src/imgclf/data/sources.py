@@ -2,7 +2,7 @@
 
 ``TensorSource`` serves images decoded once and kept in memory (the fast default);
 ``DiskSource`` reads them per batch from the persistent decode cache when they do not fit;
-``StreamSource`` decodes per batch in DataLoader workers (no cache at all).
+``StreamSource`` decodes every batch from the files (no cache at all).
 All hand the loop the same uint8 batches for the same order, so augmentation, normalisation
 and exact resume do not depend on the mode.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -74,13 +74,21 @@ class _FileDataset(torch.utils.data.Dataset):
     def path(self, index: int) -> Path:
         return Path(os.fsdecode(self.paths[index]))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        """(image, index, "") or, for a file that cannot be decoded, (zeros, index, reason)."""
+    def decode_into(self, index: int, out: np.ndarray) -> str:
+        """Decode file ``index`` into ``out`` (C, S, S); "" or, for a file that cannot be decoded, the
+        reason (``out`` then zeros)."""
         try:
-            return torch.from_numpy(decode_resized(self.path(index), self.img_size, self.channels)), index, ""
+            out[...] = decode_resized(self.path(index), self.img_size, self.channels)
+            return ""
         except ImageDecodeError as err:
-            empty = torch.zeros((self.channels, self.img_size, self.img_size), dtype=torch.uint8)
-            return empty, index, err.reason
+            out[...] = 0
+            return err.reason
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        """(image, index, reason): reason "" for a decoded image, else why not (image zeros)."""
+        image = np.empty((self.channels, self.img_size, self.img_size), dtype=np.uint8)
+        reason = self.decode_into(index, image)
+        return torch.from_numpy(image), index, reason
 
 
 class _SettableBatches:
@@ -97,23 +105,82 @@ class _SettableBatches:
         return len(self.chunks)
 
 
+Decoded = tuple[torch.Tensor, torch.Tensor, list[str]]   # images, source indices, reasons ("" = decoded)
+DECODERS = ("threads", "processes")
+
+
+class _ThreadDecoder:
+    """Decode the next batch in threads of this process while the current one trains.
+
+    For training on the CPU, where the decoder and the model share the same cores: one batch ahead,
+    split across the threads, no process hand-over; Pillow releases the GIL while it decodes and
+    resizes. On 2 cores this streams at about twice the rate of worker processes (docs/design.md)."""
+
+    def __init__(self, dataset: _FileDataset, threads: int) -> None:
+        self.dataset, self.threads = dataset, max(1, threads)
+        self.pool: ThreadPoolExecutor | None = None
+
+    def _fill(self, batch: np.ndarray, idx: list[int], rows: range, reasons: list[str]) -> None:
+        """Decode rows ``rows`` of a batch (numpy only here: a torch op in this thread could start
+        a parallel region of its own)."""
+        for row in rows:
+            reasons[row] = self.dataset.decode_into(idx[row], batch[row])
+
+    def _submit(self, idx: list[int]) -> tuple[torch.Tensor, list[int], list[str], list[Future[None]]]:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="imgclf-decode")
+        d = self.dataset
+        batch = torch.empty((len(idx), d.channels, d.img_size, d.img_size), dtype=torch.uint8)
+        reasons = [""] * len(idx)
+        futures = [self.pool.submit(self._fill, batch.numpy(), idx, range(t, len(idx), self.threads), reasons)
+                   for t in range(self.threads)]
+        return batch, idx, reasons, futures
+
+    def __call__(self, chunks: list[list[int]]) -> Iterator[Decoded]:
+        pending = self._submit(chunks[0]) if chunks else None
+        for n in range(len(chunks)):
+            assert pending is not None
+            batch, idx, reasons, futures = pending
+            for future in futures:
+                future.result()
+            pending = self._submit(chunks[n + 1]) if n + 1 < len(chunks) else None
+            yield batch, torch.tensor(idx, dtype=torch.long), reasons
+
+
+class _ProcessDecoder:
+    """Decode in persistent DataLoader worker processes, for training on an accelerator: the cores
+    are free while it computes, and processes scale past the GIL."""
+
+    def __init__(self, dataset: _FileDataset, workers: int, pin: bool) -> None:
+        self.sampler = _SettableBatches()
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=pin,
+            persistent_workers=workers > 0)
+
+    def __call__(self, chunks: list[list[int]]) -> Iterator[Decoded]:
+        self.sampler.chunks = chunks
+        yield from self.loader
+
+
 class StreamSource:
-    """Decode per batch in persistent worker processes; files that fail are dropped and reported once."""
+    """Decode every batch from the files (no cache); files that fail are dropped and reported once.
+
+    ``decoder`` "threads" (training on the CPU) or "processes" (on an accelerator); both hand the
+    loop the same batches for the same order."""
 
     def __init__(self, paths: Sequence[Path], targets: Sequence[int], img_size: int, channels: int,
-                 workers: int, pin: bool = False) -> None:
+                 workers: int, pin: bool = False, decoder: str = "threads") -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, not {decoder!r}")
         self.dataset = _FileDataset(paths, img_size, channels)
         self.targets = torch.as_tensor(list(targets), dtype=torch.long)
         self.num_images = len(paths)
-        self.sampler = _SettableBatches()
-        self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=pin,
-            persistent_workers=workers > 0)
+        self.decode = (_ProcessDecoder(self.dataset, workers, pin) if decoder == "processes"
+                       else _ThreadDecoder(self.dataset, workers))
         self.skipped: dict[Path, str] = {}   # file -> why it was left out
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-        self.sampler.chunks = [c.tolist() for c in split_order(order, batch_size)]
-        for images, indices, reasons in self.loader:
+        for images, indices, reasons in self.decode([c.tolist() for c in split_order(order, batch_size)]):
             good = torch.tensor([not r for r in reasons], dtype=torch.bool)
             if not bool(good.all()):
                 for n in (~good).nonzero().flatten().tolist():

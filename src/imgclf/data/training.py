@@ -234,9 +234,10 @@ def _disk(splits: Sequence[Split], s: Settings, classes: list[str]) -> TrainingD
 
 
 def _stream(splits: Sequence[Split], s: Settings, classes: list[str]) -> TrainingData:
-    """DataLoader workers decode every batch; mean/std from the decoded stats sample."""
+    """Every batch decoded from the files; mean/std from the decoded stats sample."""
     workers = s.workers if s.workers >= 0 else min(8, max(1, (torch.get_num_threads() or 1)))
-    train, val = (StreamSource(split.paths, split.targets, s.img_size, s.channels, workers, s.pin)
+    decoder = "processes" if s.pin else "threads"   # pin: training on CUDA, whose cores are free to decode
+    train, val = (StreamSource(split.paths, split.targets, s.img_size, s.channels, workers, s.pin, decoder)
                   for split in splits)
     sample = [splits[0].paths[i] for i in stats_sample(len(splits[0].paths))]
     try:
