@@ -24,6 +24,7 @@ import csv
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -104,16 +105,19 @@ def size_runs(data: Path, n: int, size: int, args: argparse.Namespace) -> dict[s
     return out
 
 
-def ratio_runs(data: Path, n: int, size: int, models: list[str], batch_size: int) -> dict[str, Any]:
-    """Streaming vs memory steady epoch of real models (2 epochs each, warm cache for memory)."""
+def ratio_runs(data: Path, n: int, size: int, models: list[str], batch_size: int, pairs: int) -> dict[str, Any]:
+    """Streaming vs memory steady epoch of real models (2 epochs each, warm cache for memory): ``pairs``
+    memory/streaming pairs run back to back; the figure is the median of the pairs' ratios."""
     out: dict[str, Any] = {}
     for model in models:
         flags = ["--model", model, "--img-size", str(size), "--batch-size", str(batch_size), "--epochs", "2",
                  "--seed", "0", "--hflip"]
-        res = {mode: train(data, SCALE / "runs" / f"ratio-{model}-{mode}",
-                           SCALE / "logs" / f"ratio-{n}-{model}-{mode}.log", [*flags, "--cache", mode])
-               for mode in ("memory", "off")}
-        res["stream_vs_memory"] = round(res["off"]["steady_img_per_s"] / res["memory"]["steady_img_per_s"], 3)
+        runs = [{mode: train(data, SCALE / "runs" / f"ratio-{model}-{mode}",
+                             SCALE / "logs" / f"ratio-{n}-{model}-{mode}.log", [*flags, "--cache", mode])
+                 for mode in ("memory", "off")} for _ in range(pairs)]
+        ratios = [round(r["off"]["steady_img_per_s"] / r["memory"]["steady_img_per_s"], 3) for r in runs]
+        res = {**runs[-1], "pairs": [{m: r[m]["steady_img_per_s"] for m in ("memory", "off")} for r in runs],
+               "pair_ratios": ratios, "stream_vs_memory": statistics.median(ratios)}
         out[model] = res
         print(f"  ratio {model}: stream/memory = {res['stream_vs_memory']}", file=sys.stderr)
     return out
@@ -132,8 +136,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="numbers of images (comma-separated)")
     parser.add_argument("--img-sizes", default="64,112", help="training resolutions (comma-separated)")
     parser.add_argument("--model", default="scale_model:TinyNet", help="model of the scale runs")
-    parser.add_argument("--ratio-models", default="small_cnn,resnet18",
-                        help="models for streaming vs memory at the smallest N and largest resolution ('' = none)")
+    parser.add_argument("--ratio-models", default="small_cnn,resnet18,auto",
+                        help="models for streaming vs memory at the smallest N and largest resolution ('' = none; "
+                             "auto: the default recipe's choice)")
+    parser.add_argument("--ratio-pairs", type=int, default=3, help="memory/streaming pairs per ratio model (median)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the memory, disk-warm and streaming runs")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--name", default="scale", help="results file name under WORK/results/")
@@ -156,7 +162,8 @@ def main() -> None:
     if args.ratio_models:   # last: the scale table first
         n = min(sizes)
         result["sizes"][str(n)]["ratio"] = ratio_runs(SCALE / f"data-{n}", n, max(img_sizes),
-                                                       args.ratio_models.split(","), args.batch_size)
+                                                       args.ratio_models.split(","), args.batch_size,
+                                                       args.ratio_pairs)
     result["elapsed_min"] = round((time.time() - started) / 60, 1)
     save(result, args.name)
     print((RESULTS / f"{args.name}.md").read_text(encoding="utf-8"))
