@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ WHITE = 255
 EXIF_ORIENTATION = 0x0112
 
 Mode = Literal["rgb", "gray", "keep"]
+_OPEN_LOCK = threading.Lock()
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a grey-filled image
 
 
@@ -61,12 +63,10 @@ def decode_image(path: str | Path, mode: Mode = "keep", max_pixels: int = DEFAUL
     path = Path(path)
     try:
         _require_regular_file(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=ALLOWED_FORMATS) as img:
-                if min_side > 0 and img.format == "JPEG" and img.width * img.height <= max_pixels:
-                    img.draft(None, (min_side, min_side))   # type: ignore[arg-type]
-                return _decode_opened(img, mode, max_pixels)
+        with _open(path) as img:
+            if min_side > 0 and img.format == "JPEG" and img.width * img.height <= max_pixels:
+                img.draft(None, (min_side, min_side))   # type: ignore[arg-type]
+            return _decode_opened(img, mode, max_pixels)
     except ImageDecodeError:
         raise
     except FileNotFoundError:
@@ -83,6 +83,15 @@ def decode_image(path: str | Path, mode: Mode = "keep", max_pixels: int = DEFAUL
         raise ImageDecodeError(path, "not enough memory to decode it") from None
     except Exception as err:  # Pillow raises many types for corrupt data
         raise ImageDecodeError(path, f"corrupt or truncated image ({_short(err)})") from None
+
+
+def _open(path: Path) -> Image.Image:
+    """Pillow's open (header only), its decompression-bomb warning raised as an error. The warning
+    filters are process-wide and ``catch_warnings`` is not thread-safe, so decoding threads take
+    turns here; the open holds the GIL anyway, and the decode itself runs outside the lock."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path, formats=ALLOWED_FORMATS)
 
 
 def _require_regular_file(path: Path) -> None:
