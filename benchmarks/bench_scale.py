@@ -13,8 +13,8 @@ Train runs per N and resolution (``--model``, default the cheap ``scale_model:Ti
 memory (cache deleted first: decode + build included), disk cold (cache deleted, 1 epoch), disk
 warm (the second run: launch -> first step without decoding), off (streaming), and auto with
 ``--cache-gb`` at half of what the decoded images need (must pick disk and stay under it). At the
-smallest N, ``--ratio-models`` train in memory and streaming mode at the largest resolution: the
-streaming-vs-memory speed of real models. Writes WORK/results/scale.{json,md,png}.
+smallest N, ``--ratio-models`` train in memory and streaming mode at the largest resolution
+(``--ratio-pairs`` pairs back to back, median ratio): the streaming-vs-memory speed of real models. Writes WORK/results/scale.{json,md,png}.
 """
 
 from __future__ import annotations
