@@ -27,7 +27,7 @@ def test_init_sets_the_expected_spread_and_zero_biases(name: str) -> None:
                     "xavier_uniform": math.sqrt(2 / (fan_in + fan_out)),
                     "xavier_normal": math.sqrt(2 / (fan_in + fan_out))}[name]
     assert float(lin.weight.detach().std()) == pytest.approx(expected_std, rel=0.05)
-    assert float(lin.bias.abs().max()) == 0.0 and float(model[0].bias.abs().max()) == 0.0
+    assert float(lin.bias.detach().abs().max()) == 0.0 and float(model[0].bias.detach().abs().max()) == 0.0
     uniform = name.endswith("uniform")
     bound = expected_std * math.sqrt(3)
     assert (float(lin.weight.abs().max()) <= bound + 1e-6) == uniform
