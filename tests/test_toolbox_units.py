@@ -30,7 +30,7 @@ def test_init_sets_the_expected_spread_and_zero_biases(name: str) -> None:
     assert float(lin.bias.detach().abs().max()) == 0.0 and float(model[0].bias.detach().abs().max()) == 0.0
     uniform = name.endswith("uniform")
     bound = expected_std * math.sqrt(3)
-    assert (float(lin.weight.abs().max()) <= bound + 1e-6) == uniform
+    assert (float(lin.weight.detach().abs().max()) <= bound + 1e-6) == uniform
 
 
 def test_default_init_leaves_the_layers_alone() -> None:
