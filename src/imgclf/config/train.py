@@ -58,8 +58,8 @@ class TrainConfig:
                           resumable=True)
     cache_dir: Path | None = opt(None, "folder for decode caches (default: DATA/.imgclf-cache when DATA was "
                                        "written by imgclf prepare, else ~/.cache/imgclf)", resumable=True)
-    workers: int = opt(-1, "decoding workers: processes for cache builds, threads for --cache off "
-                            "(processes on CUDA); -1 = auto", min=-1, resumable=True)
+    workers: int = opt(-1, "decoding workers (threads; processes to build a cache of 2,048+ images and "
+                            "to stream on CUDA); -1 = auto", min=-1, resumable=True)
     # optimisation
     epochs: int = opt(10, "passes over the train split", min=1, resumable=True)
     batch_size: int | Literal["auto"] = opt(
