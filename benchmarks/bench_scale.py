@@ -14,7 +14,8 @@ memory (cache deleted first: decode + build included), disk cold (cache deleted,
 warm (the second run: launch -> first step without decoding), off (streaming), and auto with
 ``--cache-gb`` at half of what the decoded images need (must pick disk and stay under it). At the
 smallest N, ``--ratio-models`` train in memory and streaming mode at the largest resolution
-(``--ratio-pairs`` pairs back to back, median ratio): the streaming-vs-memory speed of real models. Writes WORK/results/scale.{json,md,png}.
+(``--ratio-pairs`` pairs back to back, median ratio): the streaming-vs-memory speed of real models.
+Writes WORK/results/scale.{json,md,png}.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from imgclf.data.loading import decode_resized
 from imgclf.errors import ImageDecodeError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Item, Started, Done = TypeVar("Item"), TypeVar("Started"), TypeVar("Done")
 
 
 class BatchSource(Protocol):
@@ -40,6 +41,17 @@ def split_order(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     if len(chunks) > 1 and len(chunks[-1]) == 1:
         chunks.pop()
     return chunks
+
+
+def one_ahead(items: Sequence[Item], start: Callable[[Item], Started],
+              finish: Callable[[Started], Done]) -> Iterator[Done]:
+    """``finish(start(item))`` for each item in order, the next item started before one is handed out:
+    its work (in a background thread) overlaps with what the caller does with the current one."""
+    pending = start(items[0]) if items else None
+    for n in range(len(items)):
+        done = finish(pending)   # type: ignore[arg-type]
+        pending = start(items[n + 1]) if n + 1 < len(items) else None
+        yield done
 
 
 class TensorSource:
@@ -74,20 +86,18 @@ class _FileDataset(torch.utils.data.Dataset):
     def path(self, index: int) -> Path:
         return Path(os.fsdecode(self.paths[index]))
 
-    def decode_into(self, index: int, out: np.ndarray) -> str:
-        """Decode file ``index`` into ``out`` (C, S, S); "" or, for a file that cannot be decoded, the
-        reason (``out`` then zeros)."""
+    def decode(self, index: int) -> tuple[np.ndarray | None, str]:
+        """(image (C, S, S), "") or, for a file that cannot be decoded, (None, reason)."""
         try:
-            out[...] = decode_resized(self.path(index), self.img_size, self.channels)
-            return ""
+            return decode_resized(self.path(index), self.img_size, self.channels), ""
         except ImageDecodeError as err:
-            out[...] = 0
-            return err.reason
+            return None, err.reason
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         """(image, index, reason): reason "" for a decoded image, else why not (image zeros)."""
-        image = np.empty((self.channels, self.img_size, self.img_size), dtype=np.uint8)
-        reason = self.decode_into(index, image)
+        image, reason = self.decode(index)
+        if image is None:
+            return torch.zeros((self.channels, self.img_size, self.img_size), dtype=torch.uint8), index, reason
         return torch.from_numpy(image), index, reason
 
 
@@ -105,7 +115,7 @@ class _SettableBatches:
         return len(self.chunks)
 
 
-Decoded = tuple[torch.Tensor, torch.Tensor, list[str]]   # images, source indices, reasons ("" = decoded)
+DecodedBatch = tuple[torch.Tensor, torch.Tensor, list[str]]   # images, source indices, reasons ("" = decoded)
 DECODERS = ("threads", "processes")
 
 
@@ -124,7 +134,8 @@ class _ThreadDecoder:
         """Decode rows ``rows`` of a batch (numpy only here: a torch op in this thread could start
         a parallel region of its own)."""
         for row in rows:
-            reasons[row] = self.dataset.decode_into(idx[row], batch[row])
+            image, reasons[row] = self.dataset.decode(idx[row])
+            batch[row] = 0 if image is None else image
 
     def _submit(self, idx: list[int]) -> tuple[torch.Tensor, list[int], list[str], list[Future[None]]]:
         if self.pool is None:
@@ -136,15 +147,15 @@ class _ThreadDecoder:
                    for t in range(self.threads)]
         return batch, idx, reasons, futures
 
-    def __call__(self, chunks: list[list[int]]) -> Iterator[Decoded]:
-        pending = self._submit(chunks[0]) if chunks else None
-        for n in range(len(chunks)):
-            assert pending is not None
-            batch, idx, reasons, futures = pending
-            for future in futures:
-                future.result()
-            pending = self._submit(chunks[n + 1]) if n + 1 < len(chunks) else None
-            yield batch, torch.tensor(idx, dtype=torch.long), reasons
+    @staticmethod
+    def _collect(pending: tuple[torch.Tensor, list[int], list[str], list[Future[None]]]) -> DecodedBatch:
+        batch, idx, reasons, futures = pending
+        for future in futures:
+            future.result()
+        return batch, torch.tensor(idx, dtype=torch.long), reasons
+
+    def __call__(self, chunks: list[list[int]]) -> Iterator[DecodedBatch]:
+        return one_ahead(chunks, self._submit, self._collect)
 
 
 class _ProcessDecoder:
@@ -157,7 +168,7 @@ class _ProcessDecoder:
             dataset, batch_sampler=self.sampler, num_workers=workers, pin_memory=pin,
             persistent_workers=workers > 0)
 
-    def __call__(self, chunks: list[list[int]]) -> Iterator[Decoded]:
+    def __call__(self, chunks: list[list[int]]) -> Iterator[DecodedBatch]:
         self.sampler.chunks = chunks
         yield from self.loader
 
@@ -215,11 +226,6 @@ class DiskSource:
         return batch, self.targets[idx]
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-        chunks = split_order(order, batch_size)
         with ThreadPoolExecutor(max_workers=1) as reader:
-            pending = reader.submit(self.read, chunks[0]) if chunks else None
-            for n in range(len(chunks)):
-                assert pending is not None
-                batch = pending.result()
-                pending = reader.submit(self.read, chunks[n + 1]) if n + 1 < len(chunks) else None
-                yield batch
+            yield from one_ahead(split_order(order, batch_size), lambda idx: reader.submit(self.read, idx),
+                                 Future.result)
